@@ -1,0 +1,160 @@
+"""Calling AAC's ``/v4`` API: what each answer means and whether to try again.
+
+The decisions live here, once; the sync (requests) and async (httpx) edges only send
+requests and follow the ``Decision`` they get back. A 429 is retried for every method
+(AAC refused it before doing anything); 5xx and lost connections only for idempotent
+requests, which include a run POST that carries ``x-execution-id``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_aac.core.errors import (
+    AACApiError,
+    AACConfigError,
+    AACNotFoundError,
+    AACTransientError,
+)
+from airflow_provider_aac.core.retry import Backoff, parse_retry_after
+
+API_PREFIX = "/v4/"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+EXECUTION_ID_HEADER = "x-execution-id"
+REQUEST_ID_HEADER = "x-trifacta-request-id"
+DEFAULT_API_BACKOFF = Backoff(attempts=5, base=1.0, cap=30.0, max_retry_after=120.0)
+
+STATUS_HINTS = {
+    400: "AAC rejected the request as invalid; check the ids, overrides and parameters.",
+    401: "AAC rejected the access token even after a refresh; the token family may have been revoked. "
+    "Generate a new pair in AAC (Preferences > OAuth 2.0 API Tokens) and store it in the connection.",
+    403: "The token's user may not do this: check the user's role in the workspace, and that the object "
+    "belongs to the workspace the token was generated in.",
+    404: "No such object in this workspace: check the id, and that the connection's token belongs to "
+    "the workspace that holds it.",
+    410: "AAC says the object is gone.",
+    415: "AAC refused the content type; send a JSON body.",
+    429: "AAC kept rate-limiting the calls (about 30 runs per user and 60 per workspace a minute); "
+    "spread the runs out or try later.",
+}
+
+
+def validate_api_path(path: str) -> str:
+    if not isinstance(path, str) or not path.startswith(API_PREFIX):
+        raise AACConfigError(
+            f"AAC endpoint {path!r} must start with {API_PREFIX!r}, e.g. '/v4/people/current'."
+        )
+    return path
+
+
+def is_idempotent(method: str, headers: Mapping[str, str] | None) -> bool:
+    if method.upper() in IDEMPOTENT_METHODS:
+        return True
+    return any(name.lower() == EXECUTION_ID_HEADER for name in (headers or {}))
+
+
+def decode_body(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return body.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status_code: int
+    data: Any
+    request_id: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the edge does next: return ``response``, raise ``error``, or wait ``delay`` and resend."""
+
+    response: ApiResponse | None = None
+    error: Exception | None = None
+    delay: float = 0.0
+    refresh_token_first: bool = False
+
+
+@dataclass
+class ApiCall:
+    """One logical call, across its retries."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] | None = None
+    backoff: Backoff = DEFAULT_API_BACKOFF
+    attempt: int = 0
+    refreshed_after_401: bool = False
+
+    def __post_init__(self) -> None:
+        self.method = self.method.upper()
+        validate_api_path(self.path)
+
+    @property
+    def idempotent(self) -> bool:
+        return is_idempotent(self.method, self.headers)
+
+    def start_attempt(self) -> None:
+        self.attempt += 1
+
+    def after_response(self, status: int, headers: Mapping[str, str], body: bytes) -> Decision:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        request_id = lowered.get(REQUEST_ID_HEADER)
+        if status < 400:
+            return Decision(response=ApiResponse(status, decode_body(body), request_id, lowered))
+        if status == 401 and not self.refreshed_after_401:
+            self.refreshed_after_401 = True
+            return Decision(refresh_token_first=True)
+        if status == 429 or (status >= 500 and self.idempotent):
+            delay = self.backoff.delay(self.attempt, parse_retry_after(lowered))
+            if delay is not None:
+                return Decision(delay=delay)
+        return Decision(error=self.error_for(status, body, request_id))
+
+    def after_transport_failure(self, detail: str, *, request_sent: bool) -> Decision:
+        if not request_sent or self.idempotent:
+            delay = self.backoff.delay(self.attempt)
+            if delay is not None:
+                return Decision(delay=delay)
+        consequence = (
+            " It was a non-idempotent request, so it was not repeated: check in AAC whether it took effect."
+            if request_sent and not self.idempotent
+            else ""
+        )
+        return Decision(
+            error=AACTransientError(
+                f"{self.method} {self.path} failed after {self.attempt} attempt(s): {detail}.{consequence}"
+            )
+        )
+
+    def error_for(self, status: int, body: bytes, request_id: str | None) -> AACApiError:
+        name, message = aac_exception(decode_body(body))
+        hint = STATUS_HINTS.get(status, "AAC had a server error; it is usually transient, try again later.")
+        text = f"AAC answered {status} to {self.method} {self.path}"
+        if name or message:
+            text += f": {name or 'error'}: {message or ''}".rstrip(": ")
+        text += f". {hint}"
+        if request_id:
+            text += f" (AAC request id {request_id})"
+        error_type = AACNotFoundError if status == 404 else AACApiError
+        return error_type(text, status_code=status, aac_name=name, aac_message=message, request_id=request_id)
+
+
+def aac_exception(body: Any) -> tuple[str | None, str | None]:
+    """AAC's ``{"exception": {"name", "message"}}``, tolerating other shapes."""
+    if not isinstance(body, dict):
+        return None, (body[:300] if isinstance(body, str) and body else None)
+    exception = body.get("exception")
+    if isinstance(exception, dict):
+        name, message = exception.get("name"), exception.get("message")
+        return (str(name) if name else None), (str(message)[:500] if message else None)
+    message = body.get("message") or body.get("error")
+    return None, (str(message)[:500] if message else None)

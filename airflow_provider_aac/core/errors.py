@@ -1,0 +1,74 @@
+"""Errors that say what happened and what the user does next.
+
+Every message is built from our own words and a few non-secret facts (status codes,
+AAC's error names, request ids); a token never reaches an exception.
+"""
+
+from __future__ import annotations
+
+NEW_PAIR_STEPS = (
+    "Generate a new token pair in AAC (Preferences > OAuth 2.0 API Tokens > Generate), "
+    "then store it in the connection: airflow connections delete {conn_id} && "
+    "airflow connections add {conn_id} --conn-type aac --conn-host <API base URL> "
+    '--conn-extra \'{{"access_token": "<access token>", "refresh_token": "<refresh token>"}}\''
+)
+
+
+class AACError(Exception):
+    """Base of every error this provider raises on purpose."""
+
+
+class AACConfigError(AACError):
+    """The connection or the deployment is set up wrongly; retrying will not help."""
+
+
+class AACTokenChainBrokenError(AACError):
+    """The refresh token is expired, revoked or spent: only a new pair from the AAC UI helps."""
+
+
+class AACClientRejectedError(AACConfigError):
+    """AAC's token endpoint refused the client id (``invalid_client``)."""
+
+
+class AACTransientError(AACError):
+    """A failure that may pass: rate limits, 5xx, unreachable hosts. Retries were exhausted."""
+
+
+class AACStoreError(AACError):
+    """The rotated pair could not be read from or written to the Airflow connection."""
+
+
+class AACLockTimeoutError(AACTransientError):
+    """Another process held the refresh lock for longer than the bounded wait."""
+
+
+class AACRefreshNotPublishedError(AACTransientError):
+    """Single-writer mode waited for the refresh DAG to publish a fresh token and none came."""
+
+
+class AACApiError(AACError):
+    """A ``/v4`` call failed; carries AAC's own error name and message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        aac_name: str | None = None,
+        aac_message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.aac_name = aac_name
+        self.aac_message = aac_message
+        self.request_id = request_id
+
+
+class AACNotFoundError(AACApiError):
+    """The object (plan, flow, run, dataset) does not exist in this workspace."""
+
+
+def new_pair_hint(conn_id: str) -> str:
+    """The steps a user takes when the token chain is dead, ready to copy."""
+    return NEW_PAIR_STEPS.format(conn_id=conn_id)

@@ -1,0 +1,58 @@
+"""Read the claims AAC puts in its access tokens.
+
+AAC publishes no key for clients, so the signature is not verified: the claims only tell
+us where to refresh (``iss``), as whom (``client_id``) and until when (``exp``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from airflow_provider_aac.core.errors import AACConfigError
+
+
+@dataclass(frozen=True)
+class AccessTokenClaims:
+    issuer: str | None
+    client_id: str | None
+    expires_at: float | None
+    issued_at: float | None
+
+    @property
+    def lifetime(self) -> float | None:
+        if self.expires_at is None or self.issued_at is None:
+            return None
+        return self.expires_at - self.issued_at
+
+
+def read_claims(access_token: str, *, where: str = "the connection") -> AccessTokenClaims:
+    """Decode the payload without verification; a non-JWT is a configuration error."""
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            access_token, options={"verify_signature": False}, algorithms=["RS256", "HS256", "ES256"]
+        )
+    except jwt.PyJWTError as err:
+        raise AACConfigError(
+            f"The access token in {where} is not a JWT ({type(err).__name__}). Paste the access "
+            "token exactly as AAC shows it under Preferences > OAuth 2.0 API Tokens: three "
+            "base64url parts separated by dots, without quotes or a 'Bearer ' prefix."
+        ) from None
+    return AccessTokenClaims(
+        issuer=_text_claim(payload, "iss"),
+        client_id=_text_claim(payload, "client_id"),
+        expires_at=_number_claim(payload, "exp"),
+        issued_at=_number_claim(payload, "iat"),
+    )
+
+
+def _text_claim(payload: dict[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _number_claim(payload: dict[str, Any], name: str) -> float | None:
+    value = payload.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -1,0 +1,220 @@
+"""The refresh request exactly as AAC documents it, and what its answers mean.
+
+Transport-agnostic: the caller passes a ``TokenTransport`` (the sync edge uses
+``requests``). Retries happen only where the token cannot have been spent: a 429, a 503,
+or a failure before the request left this machine. Anything else that leaves the outcome
+unknown is reported as such, because repeating a spent refresh token revokes the family.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from airflow_provider_aac.core.errors import (
+    AACClientRejectedError,
+    AACConfigError,
+    AACTokenChainBrokenError,
+    AACTransientError,
+    new_pair_hint,
+)
+from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
+from airflow_provider_aac.core.retry import Backoff, parse_retry_after
+
+RETRYABLE_TOKEN_STATUSES = frozenset({429, 503})
+DEFAULT_BACKOFF = Backoff()
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+class TransportFailure(Exception):
+    """The HTTP exchange failed; ``request_sent`` says whether the server may have acted."""
+
+    def __init__(self, detail: str, *, request_sent: bool) -> None:
+        super().__init__(detail)
+        self.request_sent = request_sent
+
+
+class TokenTransport(Protocol):
+    def __call__(self, url: str, form: Mapping[str, str], timeout: float) -> RawResponse: ...
+
+
+class AACRefreshOutcomeUnknownError(AACTransientError):
+    """The refresh request may have reached AAC, but no usable answer came back."""
+
+
+@dataclass(frozen=True)
+class TokenEndpoint:
+    url: str
+    client_id: str
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A successful refresh answer. A missing refresh token means AAC did not rotate it."""
+
+    access_token: str | None
+    refresh_token: str | None
+    expires_in: float | None
+
+
+def resolve_token_endpoint(
+    claims: AccessTokenClaims, *, token_url: str | None, client_id: str | None, conn_id: str
+) -> TokenEndpoint:
+    """``token_url`` and ``client_id`` from the extra win; otherwise the token's claims."""
+    url = token_url or (claims.issuer.rstrip("/") + "/token" if claims.issuer else None)
+    client = client_id or claims.client_id
+    missing = [name for name, value in (("token_url", url), ("client_id", client)) if not value]
+    if missing:
+        raise AACConfigError(
+            f"Cannot tell where to refresh the tokens of connection {conn_id!r}: the access token "
+            f"has no {' or '.join('iss' if m == 'token_url' else m for m in missing)} claim. Add "
+            f"{' and '.join(repr(m) for m in missing)} to the connection's extra (the token URL is "
+            "the issuer plus '/token', e.g. https://pingauth.alteryxcloud.com/as/token)."
+        )
+    assert url is not None and client is not None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AACConfigError(
+            f"The token URL of connection {conn_id!r} ({url}) is not an http(s) URL. Fix 'token_url' "
+            "in the extra, or remove it to use the access token's issuer."
+        )
+    return TokenEndpoint(url=url, client_id=client)
+
+
+def refresh_form(refresh_token: str, client_id: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+
+
+class _RetryableAnswer(Exception):
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def interpret_token_response(response: RawResponse, *, conn_id: str) -> TokenGrant:
+    """Turn the token endpoint's answer into a grant or the error the user can act on."""
+    if response.status in RETRYABLE_TOKEN_STATUSES:
+        raise _RetryableAnswer(response.status, parse_retry_after(response.headers))
+    body = _json_object(response)
+    if response.status == 200:
+        if body is None:
+            raise AACRefreshOutcomeUnknownError(
+                f"AAC's token endpoint answered 200 without a JSON object for connection {conn_id!r}; "
+                "the refresh token may have been spent. The next refresh will tell whether the chain "
+                "survived."
+            )
+        return TokenGrant(
+            access_token=_text(body.get("access_token")),
+            refresh_token=_text(body.get("refresh_token")),
+            expires_in=_seconds(body.get("expires_in")),
+        )
+    error = _text(body.get("error")) if body else None
+    if error == "invalid_grant":
+        raise AACTokenChainBrokenError(
+            f"AAC rejected the refresh token of connection {conn_id!r} (invalid_grant): it is expired, "
+            "revoked, or was already spent, and AAC has revoked its token family. " + new_pair_hint(conn_id)
+        )
+    if error == "invalid_client":
+        raise AACClientRejectedError(
+            f"AAC's token endpoint rejected the client id of connection {conn_id!r} (invalid_client). "
+            "Remove 'client_id' from the extra to use the one in the access token, or set it to the "
+            "client id shown with the token in AAC. The refresh token was not spent."
+        )
+    if 500 <= response.status < 600:
+        raise AACRefreshOutcomeUnknownError(
+            f"AAC's token endpoint answered {response.status} for connection {conn_id!r}. The refresh "
+            "may or may not have happened; it is not repeated now, so that a spent token is not "
+            "presented twice. The next refresh will tell whether the chain survived."
+        )
+    raise AACConfigError(
+        f"AAC's token endpoint answered {response.status}"
+        + (f" ({error})" if error else "")
+        + f" for connection {conn_id!r}. Check 'token_url' in the extra (or the access token's "
+        "issuer): it must be the AAC token endpoint, such as https://pingauth.alteryxcloud.com/as/token."
+    )
+
+
+def request_refresh(
+    transport: TokenTransport,
+    endpoint: TokenEndpoint,
+    refresh_token: str,
+    *,
+    conn_id: str,
+    timeout: float = 30.0,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    sleep: Callable[[float], None],
+) -> TokenGrant:
+    """POST the refresh; retry only where the token cannot have been spent."""
+    form = refresh_form(refresh_token, endpoint.client_id)
+    earlier: list[str] = []
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            grant = interpret_token_response(transport(endpoint.url, form, timeout), conn_id=conn_id)
+        except TransportFailure as failure:
+            if failure.request_sent:
+                raise AACRefreshOutcomeUnknownError(
+                    f"The refresh request for connection {conn_id!r} was sent to {endpoint.url} but no "
+                    f"answer came back ({failure}). AAC may have rotated the token; it is not sent "
+                    "again now. The next refresh will tell whether the chain survived."
+                ) from None
+            delay = backoff.delay(attempt)
+            if delay is None:
+                raise AACTransientError(
+                    f"Cannot reach AAC's token endpoint {endpoint.url} for connection {conn_id!r} after "
+                    f"{attempt} attempts ({failure}). Check the network and 'token_url'; the refresh "
+                    "token was not spent."
+                ) from None
+            earlier.append(f"could not connect ({failure})")
+        except _RetryableAnswer as answer:
+            delay = backoff.delay(attempt, answer.retry_after)
+            if delay is None:
+                raise AACTransientError(
+                    f"AAC's token endpoint kept answering {answer.status} for connection {conn_id!r} "
+                    f"({attempt} attempts). Try again later; the refresh token was not spent."
+                ) from None
+            earlier.append(f"answered {answer.status}")
+        except AACTokenChainBrokenError as err:
+            if earlier:
+                raise AACTokenChainBrokenError(
+                    f"{err} This happened on a retry after the token endpoint {', then '.join(earlier)}: "
+                    "the earlier answer was probably lost in transit after AAC had rotated the token."
+                ) from None
+            raise
+        else:
+            return grant
+        sleep(delay)
+
+
+def _json_object(response: RawResponse) -> dict[str, Any] | None:
+    try:
+        value = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None

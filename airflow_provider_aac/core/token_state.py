@@ -1,0 +1,247 @@
+"""The token pair and its bookkeeping, as kept in the connection's extra.
+
+The extra is both the user's configuration and the provider's store. The provider owns
+only the keys in ``MAINTAINED_KEYS`` (plus the two tokens) and keeps every other key as
+it found it. None of the maintained keys contains "token", so Airflow's REST API shows
+them unmasked, which lets a writer check the stored generation without seeing secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_aac.core.errors import AACConfigError, new_pair_hint
+from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
+
+ACCESS_TOKEN = "access_token"
+REFRESH_TOKEN = "refresh_token"
+GENERATION = "generation"
+ACCESS_EXPIRES_AT = "access_expires_at"
+ACCESS_LIFETIME = "access_lifetime"
+ACCESS_FINGERPRINT = "access_fingerprint"
+REFRESHED_AT = "refreshed_at"
+REFRESHED_BY = "refreshed_by"
+IN_FLIGHT = "refresh_in_flight"
+LAST_INTERRUPTED = "last_interrupted_refresh"
+
+MAINTAINED_KEYS = (
+    GENERATION,
+    ACCESS_EXPIRES_AT,
+    ACCESS_LIFETIME,
+    ACCESS_FINGERPRINT,
+    REFRESHED_AT,
+    REFRESHED_BY,
+    IN_FLIGHT,
+    LAST_INTERRUPTED,
+)
+
+DEFAULT_MIN_TTL = 300.0
+MAX_CLOCK_SKEW = 30.0
+
+
+def utc_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_utc_iso(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def fingerprint(token: str) -> str:
+    """A short digest that tells whether a recorded expiry belongs to the stored token."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def parse_extra(raw: str | dict[str, Any] | None, *, conn_id: str) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return dict(raw)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise AACConfigError(
+            f"The extra of connection {conn_id!r} is not valid JSON. Edit the connection and "
+            'make the extra a JSON object such as {"access_token": "...", "refresh_token": "..."}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise AACConfigError(
+            f"The extra of connection {conn_id!r} must be a JSON object, not {type(value).__name__}."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A refresh that has been started and not yet recorded as finished."""
+
+    attempt_id: str
+    by: str
+    started_at: float
+    lease_until: float
+    generation: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt_id": self.attempt_id,
+            "by": self.by,
+            "started_at": utc_iso(self.started_at),
+            "lease_until": utc_iso(self.lease_until),
+            "generation": self.generation,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> InFlight | None:
+        if not isinstance(value, dict):
+            return None
+        started = parse_utc_iso(value.get("started_at"))
+        lease = parse_utc_iso(value.get("lease_until"))
+        if started is None or lease is None:
+            return None
+        return cls(
+            attempt_id=str(value.get("attempt_id", "")),
+            by=str(value.get("by", "unknown")),
+            started_at=started,
+            lease_until=lease,
+            generation=_as_int(value.get("generation")),
+        )
+
+    def describe(self) -> str:
+        return f"the refresh started at {utc_iso(self.started_at)} by {self.by}"
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """One generation of the token chain, as read from (or about to be written to) the extra."""
+
+    access_token: str
+    refresh_token: str
+    generation: int = 0
+    access_expires_at: float | None = None
+    access_lifetime: float | None = None
+    access_fingerprint: str | None = None
+    refreshed_at: float | None = None
+    refreshed_by: str | None = None
+    in_flight: InFlight | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenState(generation={self.generation}, access_expires_at={self.access_expires_at})"
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any], *, conn_id: str) -> TokenState:
+        access = extra.get(ACCESS_TOKEN)
+        refresh = extra.get(REFRESH_TOKEN)
+        missing = [
+            name for name, value in ((ACCESS_TOKEN, access), (REFRESH_TOKEN, refresh)) if not _is_text(value)
+        ]
+        if missing:
+            raise AACConfigError(
+                f"Connection {conn_id!r} has no {' and no '.join(missing)} in its extra. "
+                + new_pair_hint(conn_id)
+            )
+        assert isinstance(access, str) and isinstance(refresh, str)
+        return cls(
+            access_token=access.strip(),
+            refresh_token=refresh.strip(),
+            generation=_as_int(extra.get(GENERATION)),
+            access_expires_at=parse_utc_iso(extra.get(ACCESS_EXPIRES_AT)),
+            access_lifetime=_as_float(extra.get(ACCESS_LIFETIME)),
+            access_fingerprint=extra.get(ACCESS_FINGERPRINT)
+            if _is_text(extra.get(ACCESS_FINGERPRINT))
+            else None,
+            refreshed_at=parse_utc_iso(extra.get(REFRESHED_AT)),
+            refreshed_by=extra.get(REFRESHED_BY) if _is_text(extra.get(REFRESHED_BY)) else None,
+            in_flight=InFlight.from_json(extra.get(IN_FLIGHT)),
+        )
+
+    def merged_into(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The extra to write: the user's keys untouched, ours replaced."""
+        merged = {k: v for k, v in extra.items() if k not in MAINTAINED_KEYS}
+        merged[ACCESS_TOKEN] = self.access_token
+        merged[REFRESH_TOKEN] = self.refresh_token
+        merged[GENERATION] = self.generation
+        optional: dict[str, Any] = {
+            ACCESS_EXPIRES_AT: utc_iso(self.access_expires_at)
+            if self.access_expires_at is not None
+            else None,
+            ACCESS_LIFETIME: self.access_lifetime,
+            ACCESS_FINGERPRINT: self.access_fingerprint,
+            REFRESHED_AT: utc_iso(self.refreshed_at) if self.refreshed_at is not None else None,
+            REFRESHED_BY: self.refreshed_by,
+            IN_FLIGHT: self.in_flight.to_json() if self.in_flight else None,
+            LAST_INTERRUPTED: extra.get(LAST_INTERRUPTED),
+        }
+        merged.update({k: v for k, v in optional.items() if v is not None})
+        return merged
+
+    def claims(self, *, conn_id: str) -> AccessTokenClaims:
+        return read_claims(self.access_token, where=f"connection {conn_id!r}")
+
+    def expires_at(self, claims: AccessTokenClaims | None = None) -> float | None:
+        """When the stored access token stops working, by our clock, with margin.
+
+        The expiry recorded from ``expires_in`` (our clock) wins when it belongs to this
+        token; otherwise the JWT's ``exp`` (the server's clock) less a skew margin.
+        """
+        if self.access_expires_at is not None and self.access_fingerprint == fingerprint(self.access_token):
+            return self.access_expires_at
+        if claims is None or claims.expires_at is None:
+            return None
+        lifetime = claims.lifetime
+        skew = MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime / 10)
+        return claims.expires_at - skew
+
+    def lifetime(self, claims: AccessTokenClaims | None = None) -> float | None:
+        if self.access_lifetime is not None and self.access_fingerprint == fingerprint(self.access_token):
+            return self.access_lifetime
+        return claims.lifetime if claims else None
+
+    def with_in_flight(self, in_flight: InFlight | None) -> TokenState:
+        return replace(self, in_flight=in_flight)
+
+
+def effective_min_ttl(min_ttl: float | None, lifetime: float | None) -> float:
+    """The requested margin, never more than half the access token's lifetime."""
+    wanted = DEFAULT_MIN_TTL if min_ttl is None else max(0.0, float(min_ttl))
+    return wanted if lifetime is None else min(wanted, lifetime / 2)
+
+
+def seconds_left(state: TokenState, claims: AccessTokenClaims | None, now: float) -> float:
+    """Seconds the stored access token still works; unknown expiry counts as expired."""
+    expires_at = state.expires_at(claims)
+    return float("-inf") if expires_at is None else expires_at - now
+
+
+def is_fresh(state: TokenState, claims: AccessTokenClaims | None, now: float, min_ttl: float | None) -> bool:
+    margin = effective_min_ttl(min_ttl, state.lifetime(claims))
+    return seconds_left(state, claims, now) >= margin
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,227 @@
+"""AACHook: AAC's ``/v4`` API with an access token that is always fresh enough.
+
+The hook is thin on purpose. Token lifecycle: ``tokens.manager.TokenManager``; what an
+answer means and when to retry: ``core.api.ApiCall``. The hook only sends requests
+(``requests`` here, ``httpx`` in the ``a``-prefixed methods for triggers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import requests
+from airflow.sdk import BaseHook
+from asgiref.sync import sync_to_async
+from requests.auth import AuthBase
+
+from airflow_provider_aac.core.api import ApiCall, ApiResponse, Decision
+from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.core.token_state import TokenState
+from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
+from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
+from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, requests_was_sent
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class AACHook(BaseHook):
+    """Talk to Alteryx Analytics Cloud through one ``aac`` connection.
+
+    :param aac_conn_id: the ``aac`` connection: host is the API base URL, the extra holds
+        the token pair and the provider's bookkeeping.
+    :param min_ttl: seconds an access token must still have to be used without a refresh
+        (default: the connection's ``min_ttl``, else 300; never more than half its lifetime).
+    :param timeout: seconds for each HTTP request to AAC.
+    """
+
+    conn_name_attr = "aac_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "Alteryx Analytics Cloud"
+
+    def __init__(
+        self,
+        aac_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        min_ttl: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.aac_conn_id = aac_conn_id
+        self.min_ttl = min_ttl
+        self.timeout = timeout
+        self._http = requests.Session()
+        self.tokens = TokenManager(aac_conn_id, session=self._http)
+
+    @property
+    def base_url(self) -> str:
+        return read_config(self.aac_conn_id).base_url
+
+    def get_access_token(self, min_ttl: float | None = None) -> str:
+        """A valid access token; refreshes (safely, once across all workers) only when needed."""
+        _, state = self.tokens.fresh(self.min_ttl if min_ttl is None else min_ttl)
+        return state.access_token
+
+    def refresh_tokens(self, force: bool = False, min_ttl: float | None = None) -> RefreshOutcome:
+        """Refresh when the stored token is close to expiry, or now with ``force``."""
+        return self.tokens.refresh(force=force, min_ttl=self.min_ttl if min_ttl is None else min_ttl)
+
+    def get_conn(self) -> requests.Session:
+        """A session whose requests carry a fresh bearer token, retried once after a 401."""
+        session = requests.Session()
+        session.auth = _BearerAuth(self)
+        session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiResponse:
+        """Call ``/v4``; retries 429 always and 5xx only where repeating is safe."""
+        call = ApiCall(method, path, headers)
+        config, state = self.tokens.fresh(self.min_ttl)
+        while True:
+            call.start_attempt()
+            try:
+                response = self._http.request(
+                    call.method,
+                    config.base_url + call.path,
+                    json=json,
+                    params=params,
+                    headers=_headers(state.access_token, headers),
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as err:
+                decision = call.after_transport_failure(
+                    f"{type(err).__name__} reaching {config.base_url}", request_sent=requests_was_sent(err)
+                )
+            else:
+                decision = call.after_response(response.status_code, response.headers, response.content)
+            outcome = self._follow(decision, state)
+            if isinstance(outcome, ApiResponse):
+                return outcome
+            state = outcome
+
+    async def aget_access_token(self, min_ttl: float | None = None) -> str:
+        """As ``get_access_token``, in a worker thread so the triggerer's event loop never blocks."""
+        _, state = await sync_to_async(self.tokens.fresh)(self.min_ttl if min_ttl is None else min_ttl)
+        return state.access_token
+
+    async def arequest(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiResponse:
+        """As ``request``, with httpx, for trigger code."""
+        call = ApiCall(method, path, headers)
+        config, state = await sync_to_async(self.tokens.fresh)(self.min_ttl)
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            while True:
+                call.start_attempt()
+                try:
+                    response = await client.request(
+                        call.method,
+                        config.base_url + call.path,
+                        json=json,
+                        params=params,
+                        headers=_headers(state.access_token, headers),
+                    )
+                except httpx.HTTPError as err:
+                    decision = call.after_transport_failure(
+                        f"{type(err).__name__} reaching {config.base_url}", request_sent=httpx_was_sent(err)
+                    )
+                else:
+                    decision = call.after_response(response.status_code, response.headers, response.content)
+                if decision.delay and decision.response is None and decision.error is None:
+                    await asyncio.sleep(decision.delay)
+                    continue
+                outcome = await sync_to_async(self._follow)(decision, state, wait=False)
+                if isinstance(outcome, ApiResponse):
+                    return outcome
+                state = outcome
+
+    def _follow(
+        self, decision: Decision, state: TokenState, *, wait: bool = True
+    ) -> ApiResponse | TokenState:
+        """Return the response, raise the error, or give the token state for the next attempt."""
+        if decision.response is not None:
+            return decision.response
+        if decision.error is not None:
+            raise decision.error
+        if decision.refresh_token_first:
+            self.log.info(
+                "AAC rejected the access token (401); replacing generation %d once.", state.generation
+            )
+            return self.tokens.replace_rejected(state.generation)
+        if wait:
+            time.sleep(decision.delay)
+        return state
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Call ``GET /v4/people/current``; never spends the refresh token where it cannot be stored."""
+        try:
+            person = self.request("GET", "/v4/people/current").data
+        except AACError as err:
+            return False, str(err)
+        who = (
+            person.get("email") or person.get("name") or person.get("id")
+            if isinstance(person, dict)
+            else None
+        )
+        return True, f"Connected to AAC as {who}." if who else "Connected to AAC."
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """For Airflow before 3.2; later versions read ``ui-field-behaviour`` from the provider info."""
+        from airflow_provider_aac.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return UI_FIELD_BEHAVIOUR
+
+
+class _BearerAuth(AuthBase):
+    """Adds the token per request; on a 401, replaces that token once and resends."""
+
+    def __init__(self, hook: AACHook) -> None:
+        self.hook = hook
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        _, state = self.hook.tokens.fresh(self.hook.min_ttl)
+        request.headers["Authorization"] = f"Bearer {state.access_token}"
+        request.register_hook("response", self._retry_once_on_401(state.generation))
+        return request
+
+    def _retry_once_on_401(self, generation: int) -> Any:
+        def hook(response: requests.Response, **kwargs: Any) -> requests.Response:
+            if response.status_code != 401 or getattr(response.request, "_aac_retried", False):
+                return response
+            state = self.hook.tokens.replace_rejected(generation)
+            response.content  # noqa: B018 - drain the body so the connection can be reused
+            retry = response.request.copy()
+            retry.headers["Authorization"] = f"Bearer {state.access_token}"
+            retry._aac_retried = True  # type: ignore[attr-defined]
+            assert response.connection is not None
+            new_response: requests.Response = response.connection.send(retry, **kwargs)
+            new_response.history.append(response)
+            new_response.request = retry
+            return new_response
+
+        return hook
+
+
+def _headers(access_token: str, extra: dict[str, str] | None) -> dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra or {})}
+    headers["Authorization"] = f"Bearer {access_token}"
+    return headers

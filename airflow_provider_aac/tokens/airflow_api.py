@@ -1,0 +1,264 @@
+"""Writing the connection through Airflow's public REST API, for workers and triggerers.
+
+Airflow 3 serves connections to tasks read-only, so a worker that spends the refresh
+token writes the new pair with ``PATCH /api/v2/connections/{id}``, using the credentials
+of a second connection (``airflow_api_conn_id``). The REST API has no compare-and-swap,
+so this store is only used inside an exclusive section (a lock, or the single writer),
+checks the stored generation before it writes, and re-reads what tasks will see after.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from airflow_provider_aac.core.errors import AACConfigError, AACError, AACStoreError
+from airflow_provider_aac.core.jwt_claims import read_claims
+from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_state import (
+    ACCESS_FINGERPRINT,
+    GENERATION,
+    IN_FLIGHT,
+    REFRESH_TOKEN,
+    TokenState,
+    parse_extra,
+)
+from airflow_provider_aac.secrets import mask
+from airflow_provider_aac.tokens.connection import base_url_of, read_config, refuse_unwritable
+
+API_TOKEN_MARGIN = 60.0
+WRITE_BACKOFF = Backoff(attempts=4, base=0.5, cap=4.0)
+
+
+class AirflowApiClient:
+    """A small client for the few REST calls the provider needs, with a cached API token."""
+
+    def __init__(
+        self,
+        api_conn_id: str,
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(api_conn_id)
+        self.api_conn_id = api_conn_id
+        self.base_url = base_url_of(api_conn_id, conn.host, conn.schema, conn.port)
+        extra = parse_extra(conn.extra, conn_id=api_conn_id)
+        self._username = conn.login or None
+        self._password = conn.password or None
+        static = extra.get("token")
+        self._token: str | None = static if isinstance(static, str) and static else None
+        self._token_expires_at = float("inf") if self._token else 0.0
+        self._auth_path = str(extra.get("auth_path") or "/auth/token")
+        self._timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._http = requests.Session()
+        mask(self._password, self._token)
+        if not self._token and not (self._username and self._password):
+            raise AACConfigError(
+                f"The Airflow API connection {api_conn_id!r} has neither a login and password nor a "
+                "'token' in its extra. Give it the credentials of an Airflow user allowed to edit "
+                "connections."
+            )
+
+    def connection(self, conn_id: str) -> dict[str, Any] | None:
+        """The stored connection as the REST API shows it (secrets masked), or None if absent."""
+        response = self._send("GET", f"/api/v2/connections/{conn_id}")
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"read connection {conn_id!r}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    def patch_connection_extra(self, conn_id: str, conn_type: str, extra: dict[str, Any]) -> None:
+        """PATCH is idempotent here (the whole extra), so transient failures are retried."""
+        body = {"connection_id": conn_id, "conn_type": conn_type, "extra": json.dumps(extra)}
+        action = f"update connection {conn_id!r}"
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: AACError
+            try:
+                response = self._send(
+                    "PATCH", f"/api/v2/connections/{conn_id}", params={"update_mask": "extra"}, json=body
+                )
+            except AACStoreError as err:
+                failure = err
+            else:
+                if response.status_code < 500:
+                    self._raise_for(response, action)
+                    return
+                failure = self._error_for(response, action)
+            delay = WRITE_BACKOFF.delay(attempt)
+            if delay is None:
+                raise failure
+            self._sleep(delay)
+
+    def trigger_dag_run(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        from datetime import datetime, timezone
+
+        response = self._send(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            json={
+                "logical_date": None,
+                "conf": conf or {},
+                "note": "requested by airflow-provider-aac",
+                "run_after": datetime.now(timezone.utc).isoformat(),
+            },
+        )
+        self._raise_for(response, f"trigger DAG {dag_id!r}")
+        return str(response.json().get("dag_run_id"))
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(
+                    method,
+                    self.base_url + path,
+                    headers={"Authorization": f"Bearer {self._bearer()}"},
+                    timeout=self._timeout,
+                    **kwargs,
+                )
+            except requests.RequestException as err:
+                raise AACStoreError(
+                    f"Cannot reach Airflow's REST API at {self.base_url} ({type(err).__name__}). Set the "
+                    f"host of connection {self.api_conn_id!r} to the api-server's URL as workers reach it."
+                ) from None
+            if response.status_code != 401 or attempt == 2 or not self._can_login:
+                return response
+            self._token_expires_at = 0.0
+        raise AssertionError("unreachable")
+
+    @property
+    def _can_login(self) -> bool:
+        return bool(self._username and self._password)
+
+    def _bearer(self) -> str:
+        if self._token and self._clock() < self._token_expires_at:
+            return self._token
+        if not self._can_login:
+            assert self._token is not None
+            return self._token
+        try:
+            response = self._http.post(
+                self.base_url + self._auth_path,
+                json={"username": self._username, "password": self._password},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as err:
+            raise AACStoreError(
+                f"Cannot reach Airflow's REST API at {self.base_url} to log in ({type(err).__name__}). "
+                f"Set the host of connection {self.api_conn_id!r} to the api-server's URL."
+            ) from None
+        if response.status_code in (401, 403):
+            raise AACConfigError(
+                f"Airflow's REST API refused the login of connection {self.api_conn_id!r} "
+                f"({response.status_code}). Check its login and password (an Airflow user allowed to "
+                "edit connections)."
+            )
+        self._raise_for(response, "log in")
+        token = response.json().get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AACStoreError(f"Airflow's REST API at {self.base_url} answered the login without a token.")
+        mask(token)
+        claims = read_claims(token, where=f"the login answer of {self.base_url}")
+        self._token = token
+        self._token_expires_at = (claims.expires_at or self._clock() + 300.0) - API_TOKEN_MARGIN
+        return token
+
+    def _raise_for(self, response: requests.Response, action: str) -> None:
+        if response.status_code >= 400:
+            raise self._error_for(response, action)
+
+    def _error_for(self, response: requests.Response, action: str) -> AACError:
+        if response.status_code in (401, 403):
+            return AACConfigError(
+                f"Airflow's REST API refused to {action} ({response.status_code}). The user of connection "
+                f"{self.api_conn_id!r} needs permission to read and edit connections."
+            )
+        return AACStoreError(
+            f"Airflow's REST API could not {action}: {response.status_code} {_detail(response)}."
+        )
+
+
+class RestTokenStore:
+    """The token state as tasks read it, written back through the REST API."""
+
+    def __init__(self, conn_id: str, api: AirflowApiClient) -> None:
+        self.conn_id = conn_id
+        self.api = api
+        self._conn_type = "aac"
+
+    def read(self) -> tuple[TokenState, dict[str, Any]]:
+        config = read_config(self.conn_id)
+        return config.token_state(), config.extra
+
+    def check_writable(self) -> None:
+        refuse_unwritable(self.conn_id)
+        stored = self._stored_extra()
+        visible = read_config(self.conn_id).extra
+        if _as_int(stored.get(GENERATION)) != _as_int(visible.get(GENERATION)) or stored.get(
+            ACCESS_FINGERPRINT
+        ) != visible.get(ACCESS_FINGERPRINT):
+            raise AACConfigError(
+                f"Connection {self.conn_id!r} is shadowed: tasks read it from a secrets backend or an "
+                "environment variable, not from the metadata DB that the REST API writes, so a refreshed "
+                "pair would never be used. Nothing was spent. Keep the connection in one place only."
+            )
+
+    def write(self, extra: dict[str, Any], *, expected_generation: int) -> None:
+        stored_generation = _as_int(self._stored_extra().get(GENERATION))
+        if stored_generation != expected_generation:
+            raise AACStoreError(
+                f"Connection {self.conn_id!r} holds generation {stored_generation}, not "
+                f"{expected_generation}; refusing to overwrite a newer token pair with an older one."
+            )
+        self.api.patch_connection_extra(self.conn_id, self._conn_type, extra)
+        visible = read_config(self.conn_id).extra
+        if (
+            _as_int(visible.get(GENERATION)) != _as_int(extra.get(GENERATION))
+            or visible.get(REFRESH_TOKEN) != extra.get(REFRESH_TOKEN)
+            or visible.get(IN_FLIGHT) != extra.get(IN_FLIGHT)
+        ):
+            raise AACStoreError(
+                f"Connection {self.conn_id!r} was written through the REST API, but tasks still read the "
+                "old value: it is shadowed by a secrets backend or an environment variable."
+            )
+
+    def _stored_extra(self) -> dict[str, Any]:
+        stored = self.api.connection(self.conn_id)
+        if stored is None:
+            raise AACConfigError(
+                f"Connection {self.conn_id!r} is not in Airflow's metadata DB as the REST API at "
+                f"{self.api.base_url} sees it (it comes from an environment variable or a secrets backend, "
+                "or the API belongs to another Airflow). Nothing was spent. Create the connection with "
+                f"airflow connections add {self.conn_id} --conn-type aac ..., and point "
+                "'airflow_api_conn_id' at this Airflow's api-server."
+            )
+        self._conn_type = str(stored.get("conn_type") or "aac")
+        return parse_extra(stored.get("extra"), conn_id=self.conn_id)
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    detail = body.get("detail") if isinstance(body, dict) else body
+    return str(detail)[:300]

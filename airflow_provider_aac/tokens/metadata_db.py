@@ -1,0 +1,118 @@
+"""Metadata-DB mode: the connection row itself is the lock and the store.
+
+Only for processes with ORM access (api-server, scheduler-side code, the in-process test
+modes, scripts that declare themselves server processes). Each section is one short
+transaction that locks the connection row: ``SELECT ... FOR UPDATE`` on PostgreSQL and
+MySQL; on SQLite, which has no row locks, a no-op UPDATE first takes the database's
+write lock so two writers cannot both read the old state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_provider_aac.core.errors import AACConfigError, AACStoreError, AACTransientError
+from airflow_provider_aac.core.token_state import TokenState, parse_extra
+from airflow_provider_aac.tokens.connection import config_from_connection, read_config
+
+BUSY_RETRY_SECONDS = 30.0
+
+
+def orm_available() -> bool:
+    """False on workers and triggerers, where Airflow 3 blocks the ORM."""
+    if os.environ.get("_AIRFLOW_PROCESS_CONTEXT") == "client":
+        return False
+    try:
+        from airflow import settings
+        from airflow.configuration import conf
+    except ImportError:
+        return False
+    if conf.get("database", "sql_alchemy_conn", fallback="").startswith("airflow-db-not-allowed"):
+        return False
+    session_factory = getattr(settings, "Session", None)
+    return session_factory is not None and getattr(session_factory, "__name__", "") != "BlockedDBSession"
+
+
+class MetadataDbTokenStore:
+    """The locked connection row, inside one transaction."""
+
+    def __init__(self, conn_id: str, row: Any) -> None:
+        self.conn_id = conn_id
+        self.row = row
+
+    def read(self) -> tuple[TokenState, dict[str, Any]]:
+        config = config_from_connection(self.row)
+        return config.token_state(), config.extra
+
+    def write(self, extra: dict[str, Any], *, expected_generation: int) -> None:
+        stored = TokenState.from_extra(
+            parse_extra(self.row.extra, conn_id=self.conn_id), conn_id=self.conn_id
+        )
+        if stored.generation != expected_generation:
+            raise AACStoreError(
+                f"Connection {self.conn_id!r} holds generation {stored.generation}, not "
+                f"{expected_generation}; refusing to overwrite a newer token pair with an older one."
+            )
+        self.row.set_extra(json.dumps(extra))
+
+    def check_writable(self) -> None:
+        """Tasks read through Airflow's lookup; if that shows other tokens, our writes are invisible."""
+        visible = read_config(self.conn_id).extra
+        if visible.get("refresh_token") != parse_extra(self.row.extra, conn_id=self.conn_id).get(
+            "refresh_token"
+        ):
+            raise AACConfigError(
+                f"Connection {self.conn_id!r} is shadowed: Airflow's lookup (an AIRFLOW_CONN_ variable or "
+                "a secrets backend) returns other tokens than the metadata DB row, so a refreshed pair "
+                "stored in the row would never be used. Nothing was spent. Keep the connection in one "
+                "place only: remove it from the secrets backend or the environment."
+            )
+
+
+@contextmanager
+def metadata_db_section(conn_id: str) -> Iterator[MetadataDbTokenStore]:
+    """One transaction holding the connection row's lock; commits on success."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        yield MetadataDbTokenStore(conn_id, _lock_row(session, conn_id))
+
+
+def _lock_row(session: Any, conn_id: str) -> Any:
+    from airflow.models.connection import Connection
+    from sqlalchemy import select, update
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    delay = 0.02
+    while True:
+        try:
+            query = select(Connection).where(Connection.conn_id == conn_id)
+            if session.get_bind().dialect.name == "sqlite":
+                session.execute(
+                    update(Connection).where(Connection.conn_id == conn_id).values(conn_id=Connection.conn_id)
+                )
+            else:
+                query = query.with_for_update()
+            row = session.scalars(query).one_or_none()
+            break
+        except OperationalError as err:
+            session.rollback()
+            if "locked" not in str(err).lower() or time.monotonic() > deadline:
+                raise AACTransientError(
+                    f"The metadata DB stayed busy while locking connection {conn_id!r}; try again."
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    if row is None:
+        raise AACConfigError(
+            f"Connection {conn_id!r} is not in Airflow's metadata DB (it comes from an environment "
+            "variable or a secrets backend), so rotated tokens cannot be stored. Nothing was spent. "
+            f"Create it with: airflow connections add {conn_id} --conn-type aac ..."
+        )
+    return row
