@@ -35,14 +35,25 @@ def refresh_lock(
 
     conn = BaseHook.get_connection(lock_conn_id)
     mask(conn.password)
-    if conn.conn_type in POSTGRES_TYPES:
+    backend = lock_backend(conn)
+    if backend in POSTGRES_TYPES:
         return postgres_advisory_lock(conn, lock_name(aac_conn_id), wait=wait, lease=lease)
-    if conn.conn_type in REDIS_TYPES:
+    if backend in REDIS_TYPES:
         return redis_lock(conn, lock_name(aac_conn_id), wait=wait, lease=lease)
     raise AACConfigError(
-        f"Lock connection {lock_conn_id!r} has type {conn.conn_type!r}; use a 'postgres' connection "
-        "(advisory lock) or a 'redis' connection, or remove 'lock_conn_id' from the AAC connection."
+        f"Lock connection {lock_conn_id!r} has type {conn.conn_type!r}; use a 'postgres' or 'redis' "
+        'connection, or any connection with {"lock_backend": "postgres"} or {"lock_backend": "redis"} in '
+        "its extra (Airflow stores the type as 'generic' when the postgres or redis provider is not "
+        "installed), or remove 'lock_conn_id' from the AAC connection."
     )
+
+
+def lock_backend(conn: Any) -> str | None:
+    """The connection's type, or its extra's ``lock_backend`` when the type says nothing."""
+    if conn.conn_type in POSTGRES_TYPES | REDIS_TYPES:
+        return str(conn.conn_type)
+    hint = (conn.extra_dejson or {}).get("lock_backend")
+    return str(hint).lower() if hint else None
 
 
 def advisory_key(name: str) -> int:

@@ -76,10 +76,14 @@ class MetadataDbTokenStore:
 
 @contextmanager
 def metadata_db_section(conn_id: str) -> Iterator[MetadataDbTokenStore]:
-    """One transaction holding the connection row's lock; commits on success."""
+    """One transaction holding the connection row's lock; commits on success.
+
+    Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped
+    session and commits it, which would end this transaction and free the row early.
+    """
     from airflow.utils.session import create_session
 
-    with create_session() as session:
+    with create_session(scoped=False) as session:
         yield MetadataDbTokenStore(conn_id, _lock_row(session, conn_id))
 
 
