@@ -1,0 +1,36 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv services lint test demo bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	bash scripts/services.sh
+
+lint: venv
+	$(BIN)/ruff check airflow_provider_aac tests bench example_dags demo
+	$(BIN)/ruff format --check airflow_provider_aac tests bench example_dags demo
+	$(BIN)/mypy airflow_provider_aac
+
+test: venv services lint
+	$(BIN)/pytest -p no:cacheprovider
+
+demo: venv
+	$(BIN)/python demo/run_demo.py
+
+bench: venv services
+	$(BIN)/python bench/token_overhead.py
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info

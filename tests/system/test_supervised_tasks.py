@@ -1,0 +1,148 @@
+"""Tasks under Airflow's real task supervisor, where the ORM is blocked.
+
+The in-process test modes hide the block that production workers have, so this suite
+starts the real components (api-server, scheduler, dag-processor, triggerer) and runs
+DAGs whose tasks share one ``aac`` connection while access tokens expire under them.
+Each task must find the ORM blocked, pick lock mode by itself, refresh through the
+Redis lock and the REST API, and never print a token.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster
+
+pytestmark = pytest.mark.airflow_cluster
+
+ACCESS_TTL = 6.0
+TASKS = 4
+CALLS = 8
+SPREAD_SECONDS = 14.0
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
+
+DAG_FILE = textwrap.dedent(
+    f"""
+    from __future__ import annotations
+
+    import time
+
+    import pendulum
+
+    from airflow.sdk import dag, task
+
+    from airflow_provider_aac.hooks.aac import AACHook
+
+
+    @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+    def aac_supervised_lock_mode():
+        @task
+        def where_am_i() -> dict:
+            from airflow_provider_aac.tokens.connection import read_config
+            from airflow_provider_aac.tokens.metadata_db import orm_available
+
+            try:
+                from airflow import settings
+
+                settings.Session()
+                blocked = False
+            except Exception:
+                blocked = True
+            hook = AACHook("aac_default")
+            return {{"orm_blocked": blocked, "orm_available": orm_available(),
+                    "mode": hook.tokens.mode(read_config("aac_default")).value}}
+
+        @task
+        def call_aac(index: int) -> int:
+            hook = AACHook("aac_default")
+            started = time.monotonic()
+            for call in range({CALLS}):
+                due = started + call * {SPREAD_SECONDS / CALLS}
+                time.sleep(max(0.0, due - time.monotonic()))
+                person = hook.request("GET", "/v4/people/current").data
+                assert person["email"]
+            return {CALLS}
+
+        where_am_i()
+        call_aac.expand(index=list(range({TASKS})))
+
+
+    aac_supervised_lock_mode()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[AACSimulator]:
+    with AACSimulator(access_ttl=ACCESS_TTL) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, simulator: AACSimulator) -> Iterator[AirflowCluster]:
+    dags = tmp_path_factory.mktemp("dags")
+    (dags / "aac_supervised.py").write_text(DAG_FILE)
+    with AirflowHome(backend="postgres", dags_folder=dags) as home:
+        home.migrate()
+        pair = simulator.mint_pair()
+        home.add_connection(
+            "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
+        )
+        home.add_connection(
+            "aac_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
+        )
+        home.add_connection(
+            "aac_default",
+            "aac",
+            host=simulator.base_url,
+            extra={
+                "access_token": pair["access_token"],
+                "refresh_token": pair["refresh_token"],
+                "lock_conn_id": "aac_lock",
+                "airflow_api_conn_id": "airflow_api",
+                "min_ttl": 2,
+            },
+        )
+        with start_cluster(home) as running:
+            yield running
+
+
+def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
+    cluster: AirflowCluster, simulator: AACSimulator
+) -> None:
+    dag_id = "aac_supervised_lock_mode"
+    cluster.wait_for_dag(dag_id)
+    simulator.reset_stats()
+    run_id = cluster.trigger_dag(dag_id)
+    state = cluster.wait_for_run(dag_id, run_id, timeout=240)
+
+    tasks = cluster.task_instances(dag_id, run_id)
+    logs = "\n".join(
+        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1)) for ti in tasks
+    )
+    assert state == "success", logs[-4000:]
+
+    where = cluster.request_ok(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/where_am_i/xcomEntries/return_value"
+    )
+    assert '"orm_blocked": true' in str(where["value"]).lower().replace("'", '"')
+    assert '"mode": "lock"' in str(where["value"]).replace("'", '"')
+
+    stats = simulator.stats()
+    assert stats["reuses"] == 0
+    assert stats["invalid_grant"] == 0
+    assert stats["api_unauthorized"] == 0
+    assert stats["api_authorized"] == TASKS * CALLS
+    assert stats["refreshes"] >= 1, "the run spans several access-token lifetimes"
+    assert "using lock mode" in logs
+
+    stored = cluster.home.get_connection_extra("aac_default")
+    assert stored["generation"] >= stats["refreshes"]
+    assert not JWT.search(logs), "a JWT reached a task log"
+    assert stored["refresh_token"] not in logs
