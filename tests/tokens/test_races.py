@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.support.airflow_env import AirflowHome, ApiServer, poll_until
+from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8

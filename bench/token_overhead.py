@@ -1,0 +1,180 @@
+"""What the token lifecycle costs, and how few refreshes it makes under load.
+
+Two questions, answered in one run against the local AAC simulator and a throwaway
+Airflow home on PostgreSQL (the metadata DB the connection lives in):
+
+1. Per call: ``AACHook.get_access_token()`` with a fresh stored token, versus the naive
+   scripts' way of a refresh POST per task.
+2. Refreshes made by N concurrent callers (N = 1, 8, 64; OS processes, 8 threads each
+   beyond 8) over a fixed time, versus the minimum the access-token lifetime allows,
+   in metadata-DB mode and in lock mode (Redis lock, REST writes to a real api-server).
+
+Run: ``make bench`` (or ``.venv/bin/python bench/token_overhead.py``). Prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until, start_api_server  # noqa: E402
+from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+
+ACCESS_TTL = 4.0
+MIN_TTL = 1.0
+
+
+def per_call_cost(home: AirflowHome, calls: int) -> list[tuple[str, float]]:
+    """Median microseconds per call, measured in a server-context subprocess of the home."""
+    with AACSimulator(access_ttl=3600) as sim:
+        pair = sim.mint_pair()
+        home.add_connection(
+            "bench_fresh",
+            "aac",
+            host=sim.base_url,
+            extra={"access_token": pair["access_token"], "refresh_token": pair["refresh_token"]},
+        )
+        code = f"""
+import json, time, requests
+from airflow_provider_aac.hooks.aac import AACHook
+hook = AACHook("bench_fresh")
+hook.get_access_token()
+samples = []
+for _ in range({calls}):
+    t = time.perf_counter(); hook.get_access_token(); samples.append(time.perf_counter() - t)
+print(json.dumps(samples))
+"""
+        result = home.run_python(code, env={"_AIRFLOW_PROCESS_CONTEXT": "server"})
+        stored = json.loads(result.stdout.strip().splitlines()[-1])
+        fresh_pair = sim.mint_pair()
+        refresh_token = fresh_pair["refresh_token"]
+        naive: list[float] = []
+        session = requests.Session()
+        for _ in range(calls):
+            started = time.perf_counter()
+            answer = session.post(
+                sim.token_url,
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": sim.client_id},
+                timeout=10,
+            )
+            answer.raise_for_status()
+            refresh_token = answer.json()["refresh_token"]
+            naive.append(time.perf_counter() - started)
+        assert sim.stats()["reuses"] == 0
+    return [
+        ("get_access_token(), fresh token in the metadata DB", statistics.median(stored) * 1e6),
+        ("naive: a refresh POST per call (simulator on 127.0.0.1)", statistics.median(naive) * 1e6),
+    ]
+
+
+def concurrent_refreshes(
+    home: AirflowHome, extra: dict[str, Any], callers: int, seconds: float, workdir: Path
+) -> dict[str, Any]:
+    processes = min(callers, 8)
+    threads = callers // processes
+    with AACSimulator(access_ttl=ACCESS_TTL) as sim:
+        pair = sim.mint_pair()
+        conn_id = f"bench_{callers}_{int(time.time() * 1000)}"
+        home.add_connection(
+            conn_id,
+            "aac",
+            host=sim.base_url,
+            extra={"access_token": pair["access_token"], "refresh_token": pair["refresh_token"], **extra},
+        )
+        go = workdir / f"{conn_id}.go"
+        calls = max(1, int(seconds * 2))
+        command = [
+            sys.executable, "-m", "tests.support.race_worker", "--conn-id", conn_id, "--calls", str(calls),
+            "--threads", str(threads), "--duration", str(seconds), "--go-file", str(go),
+        ]  # fmt: skip
+        env = home.env(_AIRFLOW_PROCESS_CONTEXT="server")
+        workers = [
+            subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(processes)
+        ]
+        poll_until(
+            lambda: len(list(workdir.glob(f"{conn_id}.go.ready.*"))) == processes or None,
+            timeout=180,
+            interval=0.05,
+            what="bench workers ready",
+        )
+        sim.reset_stats()
+        go.touch()
+        results = [json.loads(w.communicate(timeout=600)[0].strip().splitlines()[-1]) for w in workers]
+        stats = sim.stats()
+    elapsed = max(r["seconds"] for r in results)
+    return {
+        "callers": callers,
+        "calls": sum(r["ok"] for r in results),
+        "failed": sum(r["failed"] for r in results),
+        "elapsed": elapsed,
+        "refreshes": stats["refreshes"],
+        "minimum": math.floor(elapsed / (ACCESS_TTL - MIN_TTL)),
+        "reuses": stats["reuses"],
+        "invalid_grant": stats["invalid_grant"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per per-call sample")
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each concurrency run")
+    parser.add_argument("--callers", default="1,8,64")
+    args = parser.parse_args()
+
+    with AirflowHome(backend="postgres") as home, tempfile.TemporaryDirectory() as tmp:
+        home.migrate()
+        rows = per_call_cost(home, args.calls)
+        print(f"\nPer call, median of {args.calls} (microseconds):")
+        print(f"{'approach':<58} {'us/call':>10} {'ratio':>8}")
+        base = rows[0][1]
+        for name, micros in rows:
+            print(f"{name:<58} {micros:>10.0f} {micros / base:>7.1f}x")
+
+        with start_api_server(home) as api:
+            home.add_connection("bench_api", "http", host=api.base_url, login=api.username, password=api.password)
+            home.add_connection("bench_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"})
+            modes = {
+                "metadata_db (PostgreSQL row lock)": {"refresh_mode": "metadata_db", "min_ttl": MIN_TTL},
+                "lock (Redis lock + REST writes)": {
+                    "refresh_mode": "lock",
+                    "lock_conn_id": "bench_lock",
+                    "airflow_api_conn_id": "bench_api",
+                    "min_ttl": MIN_TTL,
+                },
+            }
+            print(
+                f"\nRefreshes over {args.seconds:.0f} s with access tokens of {ACCESS_TTL:.0f} s "
+                f"(refresh when < {MIN_TTL:.0f} s left):"
+            )
+            print(
+                f"{'mode':<36} {'callers':>7} {'calls':>6} {'failed':>6} {'refreshes':>9} "
+                f"{'minimum':>7} {'ratio':>6} {'reuses':>6} {'inv_grant':>9}"
+            )
+            for mode, extra in modes.items():
+                for callers in (int(c) for c in args.callers.split(",")):
+                    row = concurrent_refreshes(home, extra, callers, args.seconds, Path(tmp))
+                    ratio = row["refreshes"] / max(row["minimum"], 1)
+                    print(
+                        f"{mode:<36} {row['callers']:>7} {row['calls']:>6} {row['failed']:>6} "
+                        f"{row['refreshes']:>9} {row['minimum']:>7} {ratio:>5.2f}x {row['reuses']:>6} "
+                        f"{row['invalid_grant']:>9}"
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Shared pytest configuration for the provider's tests.
+
+Fixture sections are kept separate so several suites can add their own without
+stepping on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_aac.testing.airflow_env import (
+    AirflowHome,
+    ApiServer,
+    require_postgres,
+    start_api_server,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "airflow_cluster: starts a full Airflow cluster (scheduler, dag-processor, ...); slow"
+    )
+
+
+# =====================================================================================
+# Real Airflow environments (airflow_provider_aac/testing/airflow_env.py)
+#
+# Session-scoped and lazy: nothing starts until a test asks for the fixture, and each
+# environment is built once per session. Tests sharing them must use unique conn_ids.
+# =====================================================================================
+
+
+@pytest.fixture(scope="session")
+def airflow_pg_home() -> Iterator[AirflowHome]:
+    """A migrated AIRFLOW_HOME on a fresh PostgreSQL database (dropped at session end).
+
+    Skips when PostgreSQL is unreachable, but fails when CI=true (see require_postgres).
+    """
+    require_postgres()
+    home = AirflowHome(backend="postgres")
+    try:
+        home.migrate()
+        yield home
+    finally:
+        home.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_api_server(airflow_pg_home: AirflowHome) -> Iterator[ApiServer]:
+    """``airflow api-server`` on ``airflow_pg_home``; credentials in ``.username``/``.password``."""
+    server = start_api_server(airflow_pg_home)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_sqlite_home() -> Iterator[AirflowHome]:
+    """A migrated AIRFLOW_HOME on SQLite, for tests about the SQLite behaviour itself."""
+    home = AirflowHome(backend="sqlite")
+    try:
+        home.migrate()
+        yield home
+    finally:
+        home.close()
