@@ -31,7 +31,9 @@ def requests_was_sent(err: requests.RequestException) -> bool:
 
 
 def httpx_was_sent(err: httpx.HTTPError) -> bool:
-    return not isinstance(err, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol)
+    return not isinstance(
+        err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
+    )
 
 
 def requests_token_transport(session: requests.Session) -> TokenTransport:

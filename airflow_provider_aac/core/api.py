@@ -81,6 +81,7 @@ class Decision:
     error: Exception | None = None
     delay: float = 0.0
     refresh_token_first: bool = False
+    rejection: AACApiError | None = None
 
 
 @dataclass
@@ -112,7 +113,7 @@ class ApiCall:
             return Decision(response=ApiResponse(status, decode_body(body), request_id, lowered))
         if status == 401 and not self.refreshed_after_401:
             self.refreshed_after_401 = True
-            return Decision(refresh_token_first=True)
+            return Decision(refresh_token_first=True, rejection=self.error_for(status, body, request_id))
         if status == 429 or (status >= 500 and self.idempotent):
             delay = self.backoff.delay(self.attempt, parse_retry_after(lowered))
             if delay is not None:
@@ -137,7 +138,7 @@ class ApiCall:
 
     def error_for(self, status: int, body: bytes, request_id: str | None) -> AACApiError:
         name, message = aac_exception(decode_body(body))
-        hint = STATUS_HINTS.get(status, "AAC had a server error; it is usually transient, try again later.")
+        hint = STATUS_HINTS.get(status) or self._default_hint(status)
         text = f"AAC answered {status} to {self.method} {self.path}"
         if name or message:
             text += f": {name or 'error'}: {message or ''}".rstrip(": ")
@@ -146,6 +147,18 @@ class ApiCall:
             text += f" (AAC request id {request_id})"
         error_type = AACNotFoundError if status == 404 else AACApiError
         return error_type(text, status_code=status, aac_name=name, aac_message=message, request_id=request_id)
+
+    def _default_hint(self, status: int) -> str:
+        if status < 500:
+            return "AAC refused the request; check the method, endpoint and body against AAC's API reference."
+        if self.idempotent:
+            return (
+                "AAC had a server error, and retries did not help; it is usually transient, try again later."
+            )
+        return (
+            "AAC had a server error answering a request that is not repeated automatically, because it "
+            "may already have taken effect (a run may have started): check in AAC whether it took effect before trying again."
+        )
 
 
 def aac_exception(body: Any) -> tuple[str | None, str | None]:

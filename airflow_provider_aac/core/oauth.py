@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -31,8 +31,8 @@ DEFAULT_BACKOFF = Backoff()
 @dataclass(frozen=True)
 class RawResponse:
     status: int
-    headers: Mapping[str, str]
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8"))
@@ -64,8 +64,8 @@ class TokenEndpoint:
 class TokenGrant:
     """A successful refresh answer. A missing refresh token means AAC did not rotate it."""
 
-    access_token: str | None
-    refresh_token: str | None
+    access_token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     expires_in: float | None
 
 

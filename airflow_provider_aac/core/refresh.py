@@ -21,8 +21,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +44,7 @@ from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     InFlight,
     TokenState,
+    Version,
     fingerprint,
     is_fresh,
 )
@@ -59,14 +60,20 @@ class TokenStore(Protocol):
     def read(self) -> tuple[TokenState, dict[str, Any]]:
         """The current state and the whole extra, read fresh."""
 
-    def write(self, extra: dict[str, Any], *, expected_generation: int) -> None:
-        """Persist ``extra``; refuse if the stored generation is no longer ``expected_generation``."""
+    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
+        """Persist ``extra``; refuse unless the stored state is still ``expected`` (see check_version)."""
 
     def check_writable(self) -> None:
         """Raise unless a write will be what every reader sees; called before the token is spent."""
 
 
 Section = Callable[[], AbstractContextManager[TokenStore]]
+
+
+@contextmanager
+def _reuse(store: TokenStore) -> Iterator[TokenStore]:
+    """The section we are already in, for steps that otherwise open their own."""
+    yield store
 
 
 def process_identity() -> str:
@@ -96,15 +103,23 @@ class Refresher:
     def under_lock(
         self, section: Section, *, min_ttl: float | None, stale_generation: int | None = None
     ) -> TokenState:
-        """Refresh if the stored token is not fresh enough, or still is ``stale_generation``."""
-        with section() as store:
-            state, extra = store.read()
-            if not self._refresh_needed(state, min_ttl, stale_generation):
-                return state
-            attempt, marked_extra = self._claim(store, state, extra)
-            store.write(marked_extra, expected_generation=state.generation)
-            grant = self._spend(store, state, marked_extra, attempt)
-            return self._store_grant(store, state, marked_extra, grant)
+        """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
+
+        A live claim by a process in metadata-DB mode (which holds no lock while its
+        request is out) is waited for outside the section, never presented over.
+        """
+        deadline = self.clock() + self.lease
+        while True:
+            with section() as store:
+                state, extra = store.read()
+                if not self._refresh_needed(state, min_ttl, stale_generation):
+                    return state
+                holder = self._live_holder(state)
+                if holder is None:
+                    attempt, marked_extra = self._claim(store, state, extra)
+                    grant = self._spend(lambda: _reuse(store), state, marked_extra, attempt)
+                    return self._store_grant(store, state.with_in_flight(attempt), marked_extra, grant)
+            self._wait_for_other(section, holder, state.generation, deadline)
 
     def with_lease(
         self,
@@ -114,41 +129,37 @@ class Refresher:
         stale_generation: int | None = None,
         wait: float | None = None,
     ) -> TokenState:
+        """Claim in one transaction, request with no lock held, store in another."""
         deadline = self.clock() + (self.lease if wait is None else wait)
         while True:
             with transaction() as store:
                 state, extra = store.read()
                 if not self._refresh_needed(state, min_ttl, stale_generation):
                     return state
-                holder = state.in_flight
-                if holder is None or holder.lease_until <= self.clock():
+                holder = self._live_holder(state)
+                if holder is None:
                     attempt, marked_extra = self._claim(store, state, extra)
-                    store.write(marked_extra, expected_generation=state.generation)
                     break
             self._wait_for_other(transaction, holder, state.generation, deadline)
-        grant = self._spend_outside(transaction, state, marked_extra, attempt)
+        grant = self._spend(transaction, state, marked_extra, attempt)
         with transaction() as store:
-            current, current_extra = store.read()
-            if current.generation != state.generation or (
-                current.in_flight is None or current.in_flight.attempt_id != attempt.attempt_id
-            ):
-                raise AACStoreError(
-                    f"Connection {self.conn_id!r} was changed by someone else while this process "
-                    "refreshed its tokens (its refresh claim was overwritten). The new pair cannot be "
-                    "stored safely; check for a second writer (a manual edit, or a process in another "
-                    "mode), then generate a new pair if the connection's tokens no longer work."
-                )
-            return self._store_grant(store, state, current_extra, grant)
+            _, current_extra = store.read()
+            return self._store_grant(store, state.with_in_flight(attempt), current_extra, grant)
 
     def _refresh_needed(self, state: TokenState, min_ttl: float | None, stale_generation: int | None) -> bool:
         if stale_generation is not None and state.generation == stale_generation:
             return True
-        claims = state.claims(conn_id=self.conn_id)
+        claims = state.expiry_claims(conn_id=self.conn_id)
         return not is_fresh(state, claims, self.clock(), min_ttl)
+
+    def _live_holder(self, state: TokenState) -> InFlight | None:
+        marker = state.in_flight
+        return marker if marker is not None and marker.lease_until > self.clock() else None
 
     def _claim(
         self, store: TokenStore, state: TokenState, extra: dict[str, Any]
     ) -> tuple[InFlight, dict[str, Any]]:
+        """Write our in-flight marker (and record an expired one as interrupted) before spending."""
         store.check_writable()
         now = self.clock()
         attempt = InFlight(
@@ -157,6 +168,7 @@ class Refresher:
             started_at=now,
             lease_until=now + self.lease,
             generation=state.generation,
+            spends=fingerprint(state.refresh_token),
         )
         claimed_extra = dict(extra)
         if state.in_flight is not None:
@@ -167,31 +179,23 @@ class Refresher:
                 state.in_flight.describe(),
             )
             claimed_extra[LAST_INTERRUPTED] = state.in_flight.to_json()
-        return attempt, state.with_in_flight(attempt).merged_into(claimed_extra)
+        marked_extra = state.with_in_flight(attempt).merged_into(claimed_extra)
+        store.write(marked_extra, expected=state.version)
+        return attempt, marked_extra
 
-    def _spend_outside(
-        self, transaction: Section, state: TokenState, marked_extra: dict[str, Any], attempt: InFlight
+    def _spend(
+        self, section: Section, state: TokenState, marked_extra: dict[str, Any], attempt: InFlight
     ) -> TokenGrant:
+        """The token request; after a definite failure our claim is released, after an unknown one kept."""
         try:
             return self._request(state, marked_extra)
         except AACRefreshOutcomeUnknownError:
             raise
         except AACError:
-            with transaction() as store:
+            with section() as store:
                 current, current_extra = store.read()
                 if current.in_flight and current.in_flight.attempt_id == attempt.attempt_id:
                     self._release_claim(store, current, current_extra)
-            raise
-
-    def _spend(
-        self, store: TokenStore, state: TokenState, marked_extra: dict[str, Any], attempt: InFlight
-    ) -> TokenGrant:
-        try:
-            return self._request(state, marked_extra)
-        except AACRefreshOutcomeUnknownError:
-            raise
-        except AACError:
-            self._release_claim(store, state.with_in_flight(attempt), marked_extra)
             raise
 
     def _request(self, state: TokenState, extra: dict[str, Any]) -> TokenGrant:
@@ -213,31 +217,31 @@ class Refresher:
                 sleep=self.sleep,
             )
         except AACTokenChainBrokenError as err:
-            interrupted = extra.get(LAST_INTERRUPTED)
-            if state.in_flight is not None or interrupted:
+            interrupted = InFlight.from_json(extra.get(LAST_INTERRUPTED))
+            if interrupted is not None and interrupted.spends in ("", fingerprint(state.refresh_token)):
                 raise AACTokenChainBrokenError(
                     f"{err} An earlier refresh of this connection was interrupted "
-                    f"({_describe_marker(state.in_flight, interrupted)}): it most likely spent the "
-                    "token and its answer was lost."
+                    f"({interrupted.describe()}): it most likely spent the token and its answer was lost."
                 ) from None
             raise
 
     def _release_claim(self, store: TokenStore, state: TokenState, extra: dict[str, Any]) -> None:
         """Clear our marker after a definite failure; the token was not spent, or is dead anyway."""
         try:
-            store.write(state.with_in_flight(None).merged_into(extra), expected_generation=state.generation)
+            store.write(state.with_in_flight(None).merged_into(extra), expected=state.version)
         except AACError:
             log.warning("AAC connection %r: could not clear the refresh marker.", self.conn_id)
 
     def _store_grant(
-        self, store: TokenStore, state: TokenState, extra: dict[str, Any], grant: TokenGrant
+        self, store: TokenStore, claimed: TokenState, extra: dict[str, Any], grant: TokenGrant
     ) -> TokenState:
+        """Persist the new pair first, over exactly the state we claimed, and only then use it."""
         new_state = rotated(
-            state, grant, requested_at=self._requested_at(extra), by=self.identity, now=self.clock()
+            claimed, grant, requested_at=self._requested_at(claimed), by=self.identity, now=self.clock()
         )
         clean_extra = {k: v for k, v in extra.items() if k != LAST_INTERRUPTED}
         try:
-            store.write(new_state.merged_into(clean_extra), expected_generation=state.generation)
+            store.write(new_state.merged_into(clean_extra), expected=claimed.version)
         except AACStoreError as err:
             raise AACStoreError(
                 f"{err} The refresh token was already spent, so the connection's tokens no longer work; "
@@ -257,24 +261,20 @@ class Refresher:
             )
         return new_state
 
-    def _requested_at(self, extra: dict[str, Any]) -> float:
-        marker = InFlight.from_json(extra.get("refresh_in_flight"))
-        return marker.started_at if marker else self.clock()
+    def _requested_at(self, claimed: TokenState) -> float:
+        return claimed.in_flight.started_at if claimed.in_flight else self.clock()
 
-    def _wait_for_other(
-        self, transaction: Section, holder: InFlight | None, generation: int, deadline: float
-    ) -> None:
+    def _wait_for_other(self, section: Section, holder: InFlight, generation: int, deadline: float) -> None:
         """Poll, with a deadline, until the holder stores a new generation or its lease ends."""
-        assert holder is not None
         log.info("AAC connection %r: waiting for %s.", self.conn_id, holder.describe())
         while True:
             now = self.clock()
             if now >= deadline:
                 raise AACTransientError(
-                    f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}."
+                    f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}; try again."
                 )
             self.sleep(min(self.poll_interval, max(0.0, deadline - now)))
-            with transaction() as store:
+            with section() as store:
                 state, _ = store.read()
             marker = state.in_flight
             if (
@@ -308,13 +308,6 @@ def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: st
         refreshed_by=by,
         in_flight=None,
     )
-
-
-def _describe_marker(marker: InFlight | None, recorded: Any) -> str:
-    if marker is not None:
-        return marker.describe()
-    previous = InFlight.from_json(recorded)
-    return previous.describe() if previous else "no details recorded"
 
 
 def _text(value: Any) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_aac.core.errors import AACConfigError, new_pair_hint
+from airflow_provider_aac.core.errors import AACConfigError, AACStoreError, new_pair_hint
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 
 ACCESS_TOKEN = "access_token"
@@ -85,13 +85,18 @@ def parse_extra(raw: str | dict[str, Any] | None, *, conn_id: str) -> dict[str, 
 
 @dataclass(frozen=True)
 class InFlight:
-    """A refresh that has been started and not yet recorded as finished."""
+    """A refresh that has been started and not yet recorded as finished.
+
+    ``spends`` is the fingerprint of the refresh token it presents, so that a later
+    diagnosis applies only while that same token is still the stored one.
+    """
 
     attempt_id: str
     by: str
     started_at: float
     lease_until: float
     generation: int
+    spends: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +105,7 @@ class InFlight:
             "started_at": utc_iso(self.started_at),
             "lease_until": utc_iso(self.lease_until),
             "generation": self.generation,
+            "spends": self.spends,
         }
 
     @classmethod
@@ -115,7 +121,8 @@ class InFlight:
             by=str(value.get("by", "unknown")),
             started_at=started,
             lease_until=lease,
-            generation=_as_int(value.get("generation")),
+            generation=as_int(value.get("generation")),
+            spends=str(value.get("spends", "")),
         )
 
     def describe(self) -> str:
@@ -155,7 +162,7 @@ class TokenState:
         return cls(
             access_token=access.strip(),
             refresh_token=refresh.strip(),
-            generation=_as_int(extra.get(GENERATION)),
+            generation=as_int(extra.get(GENERATION)),
             access_expires_at=parse_utc_iso(extra.get(ACCESS_EXPIRES_AT)),
             access_lifetime=_as_float(extra.get(ACCESS_LIFETIME)),
             access_fingerprint=extra.get(ACCESS_FINGERPRINT)
@@ -189,13 +196,24 @@ class TokenState:
     def claims(self, *, conn_id: str) -> AccessTokenClaims:
         return read_claims(self.access_token, where=f"connection {conn_id!r}")
 
+    @property
+    def has_recorded_expiry(self) -> bool:
+        """True when the expiry recorded at the last refresh belongs to the stored access token."""
+        return self.access_expires_at is not None and self.access_fingerprint == fingerprint(
+            self.access_token
+        )
+
+    def expiry_claims(self, *, conn_id: str) -> AccessTokenClaims | None:
+        """The claims, decoded only when the recorded expiry does not already answer (the hot path)."""
+        return None if self.has_recorded_expiry else self.claims(conn_id=conn_id)
+
     def expires_at(self, claims: AccessTokenClaims | None = None) -> float | None:
         """When the stored access token stops working, by our clock, with margin.
 
         The expiry recorded from ``expires_in`` (our clock) wins when it belongs to this
         token; otherwise the JWT's ``exp`` (the server's clock) less a skew margin.
         """
-        if self.access_expires_at is not None and self.access_fingerprint == fingerprint(self.access_token):
+        if self.has_recorded_expiry:
             return self.access_expires_at
         if claims is None or claims.expires_at is None:
             return None
@@ -210,6 +228,39 @@ class TokenState:
 
     def with_in_flight(self, in_flight: InFlight | None) -> TokenState:
         return replace(self, in_flight=in_flight)
+
+    @property
+    def version(self) -> Version:
+        return Version(self.generation, self.in_flight.attempt_id if self.in_flight else None)
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a writer must still find stored: the generation and whose refresh claim, if any.
+
+    Generation alone cannot tell two claims on the same generation apart; the claim's id can.
+    """
+
+    generation: int
+    claim: str | None
+
+
+def check_version(stored: TokenState, expected: Version, *, conn_id: str) -> None:
+    """Refuse a write over anything but what the writer read: never older over newer."""
+    if stored.version == expected:
+        return
+    if stored.generation != expected.generation:
+        raise AACStoreError(
+            f"Connection {conn_id!r} holds generation {stored.generation}, not {expected.generation}; "
+            "refusing to overwrite a newer token pair with an older one."
+        )
+    changed_by = (
+        stored.in_flight.describe() if stored.in_flight else "a manual edit or a process in another mode"
+    )
+    raise AACStoreError(
+        f"Connection {conn_id!r} was changed after this process read it ({changed_by}); "
+        "refusing to write over it."
+    )
 
 
 def effective_min_ttl(min_ttl: float | None, lifetime: float | None) -> float:
@@ -233,7 +284,8 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _as_int(value: Any) -> int:
+def as_int(value: Any) -> int:
+    """Lenient: a missing or odd generation counts as 0, the value of a freshly pasted pair."""
     try:
         return int(value)
     except (TypeError, ValueError):

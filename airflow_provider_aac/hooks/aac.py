@@ -165,7 +165,10 @@ class AACHook(BaseHook):
             self.log.info(
                 "AAC rejected the access token (401); replacing generation %d once.", state.generation
             )
-            return self.tokens.replace_rejected(state.generation)
+            try:
+                return self.tokens.replace_rejected(state.generation)
+            except AACError as err:
+                raise type(err)(f"{decision.rejection} The token could not be replaced: {err}") from None
         if wait:
             time.sleep(decision.delay)
         return state

@@ -24,7 +24,11 @@ from airflow_provider_aac.core.token_state import (
     GENERATION,
     IN_FLIGHT,
     REFRESH_TOKEN,
+    InFlight,
     TokenState,
+    Version,
+    as_int,
+    check_version,
     parse_extra,
 )
 from airflow_provider_aac.secrets import mask
@@ -206,7 +210,7 @@ class RestTokenStore:
         refuse_unwritable(self.conn_id)
         stored = self._stored_extra()
         visible = read_config(self.conn_id).extra
-        if _as_int(stored.get(GENERATION)) != _as_int(visible.get(GENERATION)) or stored.get(
+        if as_int(stored.get(GENERATION)) != as_int(visible.get(GENERATION)) or stored.get(
             ACCESS_FINGERPRINT
         ) != visible.get(ACCESS_FINGERPRINT):
             raise AACConfigError(
@@ -215,17 +219,13 @@ class RestTokenStore:
                 "pair would never be used. Nothing was spent. Keep the connection in one place only."
             )
 
-    def write(self, extra: dict[str, Any], *, expected_generation: int) -> None:
-        stored_generation = _as_int(self._stored_extra().get(GENERATION))
-        if stored_generation != expected_generation:
-            raise AACStoreError(
-                f"Connection {self.conn_id!r} holds generation {stored_generation}, not "
-                f"{expected_generation}; refusing to overwrite a newer token pair with an older one."
-            )
+    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
+        stored = self._stored_extra()
+        check_version(_version_view(stored), expected, conn_id=self.conn_id)
         self.api.patch_connection_extra(self.conn_id, self._conn_type, extra)
         visible = read_config(self.conn_id).extra
         if (
-            _as_int(visible.get(GENERATION)) != _as_int(extra.get(GENERATION))
+            as_int(visible.get(GENERATION)) != as_int(extra.get(GENERATION))
             or visible.get(REFRESH_TOKEN) != extra.get(REFRESH_TOKEN)
             or visible.get(IN_FLIGHT) != extra.get(IN_FLIGHT)
         ):
@@ -248,11 +248,14 @@ class RestTokenStore:
         return parse_extra(stored.get("extra"), conn_id=self.conn_id)
 
 
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def _version_view(masked_extra: dict[str, Any]) -> TokenState:
+    """The stored generation and claim, from the REST API's view (tokens masked, those two not)."""
+    return TokenState(
+        access_token="",
+        refresh_token="",
+        generation=as_int(masked_extra.get(GENERATION)),
+        in_flight=InFlight.from_json(masked_extra.get(IN_FLIGHT)),
+    )
 
 
 def _detail(response: requests.Response) -> str:

@@ -6,6 +6,7 @@ backends and the metastore elsewhere), so a task sees exactly what Airflow gives
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -81,8 +82,10 @@ class AACConnectionConfig:
             raise AACConfigError(
                 f"Connection {self.conn_id!r} has min_ttl {raw!r}; it must be a number of seconds."
             ) from None
-        if value < 0:
-            raise AACConfigError(f"Connection {self.conn_id!r} has a negative min_ttl; use seconds >= 0.")
+        if not math.isfinite(value) or value < 0:
+            raise AACConfigError(
+                f"Connection {self.conn_id!r} has min_ttl {raw!r}; use a number of seconds >= 0."
+            )
         return value
 
 
@@ -129,7 +132,7 @@ def base_url_of(conn_id: str, host: str | None, schema: str | None, port: int | 
             "API base URL, such as https://us1.alteryxcloud.com."
         )
     if port and parts.port is None:
-        raw = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
+        raw = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
     if parts.path.rstrip("/").endswith("/v4"):
         raw = raw[: raw.rstrip("/").rfind("/v4")]
     return raw
@@ -154,6 +157,5 @@ def refuse_unwritable(conn_id: str) -> None:
             f"Connection {conn_id!r} is defined by the environment variable {variable}, which the "
             "provider cannot update, so the rotated refresh token would be lost. Nothing was spent. "
             f"Create the connection in Airflow's metadata DB instead (airflow connections add {conn_id} "
-            f"--conn-type aac ...) and remove {variable}; or refresh elsewhere and keep only a fresh "
-            "access token here."
+            f"--conn-type aac ...) and remove {variable}."
         )

@@ -90,7 +90,7 @@ class TokenManager:
         """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed."""
         config, state = self.read()
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        if is_fresh(state, state.claims(conn_id=self.conn_id), self._clock(), wanted):
+        if is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), wanted):
             return config, state
         return config, self._refresh(config, min_ttl=wanted, stale_generation=None, as_writer=False)
 
@@ -113,7 +113,7 @@ class TokenManager:
             mode=self.mode(config).value,
             generation=after.generation,
             refreshed=after.generation != before,
-            access_expires_at=after.expires_at(after.claims(conn_id=self.conn_id)),
+            access_expires_at=after.expires_at(after.expiry_claims(conn_id=self.conn_id)),
         )
 
     def replace_rejected(self, rejected_generation: int) -> TokenState:
@@ -209,7 +209,7 @@ class TokenManager:
             config.refresh_dag_id,
         )
         while True:
-            claims = state.claims(conn_id=self.conn_id)
+            claims = state.expiry_claims(conn_id=self.conn_id)
             published = stale_generation is None or state.generation != stale_generation
             if published and is_fresh(state, claims, self._clock(), min_ttl):
                 return state
@@ -217,7 +217,7 @@ class TokenManager:
                 break
             self._sleep(min(PUBLISH_POLL_INTERVAL, max(0.0, deadline - self._clock())))
             state = read_config(self.conn_id).token_state()
-        left = seconds_left(state, state.claims(conn_id=self.conn_id), self._clock())
+        left = seconds_left(state, state.expiry_claims(conn_id=self.conn_id), self._clock())
         if left > 0 and (stale_generation is None or state.generation != stale_generation):
             log.warning(
                 "AAC connection %r: no fresher token was published; using the stored one (%.0f s left, "

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_provider_aac.core.errors import AACConfigError, AACStoreError, AACTransientError
-from airflow_provider_aac.core.token_state import TokenState, parse_extra
+from airflow_provider_aac.core.errors import AACConfigError, AACTransientError
+from airflow_provider_aac.core.refresh import TokenStore
+from airflow_provider_aac.core.token_state import TokenState, Version, check_version, parse_extra
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
 
 BUSY_RETRY_SECONDS = 30.0
@@ -49,15 +50,11 @@ class MetadataDbTokenStore:
         config = config_from_connection(self.row)
         return config.token_state(), config.extra
 
-    def write(self, extra: dict[str, Any], *, expected_generation: int) -> None:
+    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
         stored = TokenState.from_extra(
             parse_extra(self.row.extra, conn_id=self.conn_id), conn_id=self.conn_id
         )
-        if stored.generation != expected_generation:
-            raise AACStoreError(
-                f"Connection {self.conn_id!r} holds generation {stored.generation}, not "
-                f"{expected_generation}; refusing to overwrite a newer token pair with an older one."
-            )
+        check_version(stored, expected, conn_id=self.conn_id)
         self.row.set_extra(json.dumps(extra))
 
     def check_writable(self) -> None:
@@ -75,7 +72,7 @@ class MetadataDbTokenStore:
 
 
 @contextmanager
-def metadata_db_section(conn_id: str) -> Iterator[MetadataDbTokenStore]:
+def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
     """One transaction holding the connection row's lock; commits on success.
 
     Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped

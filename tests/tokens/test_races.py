@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, poll_until
+from airflow_provider_aac.testing.simulator import AACSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8

@@ -1,0 +1,286 @@
+"""ApiCall: what each ``/v4`` answer means and whether to try again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_aac.core.api import (
+    DEFAULT_API_BACKOFF,
+    STATUS_HINTS,
+    ApiCall,
+    Decision,
+    aac_exception,
+    decode_body,
+    is_idempotent,
+    validate_api_path,
+)
+from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
+from airflow_provider_aac.core.retry import Backoff
+
+
+def aac_error(name: str, message: str) -> bytes:
+    return json.dumps({"exception": {"name": name, "message": message, "details": None}}).encode()
+
+
+def answer(call: ApiCall, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Decision:
+    call.start_attempt()
+    return call.after_response(status, headers or {}, body)
+
+
+def retries(decision: Decision) -> bool:
+    return decision.response is None and decision.error is None and not decision.refresh_token_first
+
+
+def attempts_until_error(call: ApiCall, status: int, headers: dict[str, str] | None = None) -> int:
+    """Answer ``status`` until the call gives up; how many attempts it made."""
+    for _ in range(100):
+        decision = answer(call, status, headers)
+        if decision.error is not None:
+            return call.attempt
+        assert retries(decision)
+    raise AssertionError("the call never gave up")
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_success_returns_the_decoded_body_and_request_id() -> None:
+    call = ApiCall("get", "/v4/people/current")
+    decision = answer(call, 200, {"X-Trifacta-Request-Id": "rid-1"}, b'{"id": 1}')
+    assert decision.response is not None and decision.error is None
+    assert decision.response.data == {"id": 1}
+    assert decision.response.request_id == "rid-1"
+    assert decision.response.headers["x-trifacta-request-id"] == "rid-1"
+    assert call.method == "GET"
+
+
+def test_bare_json_string_and_empty_body() -> None:
+    status = answer(ApiCall("GET", "/v4/jobGroups/1/status"), 200, body=b'"Complete"').response
+    assert status is not None and status.data == "Complete"
+    not_modified = answer(ApiCall("POST", "/v4/plans/1/run", {"x-execution-id": "e"}), 304)
+    assert not_modified.response is not None and not_modified.response.data is None
+
+
+# --------------------------------------------------------------------------- retry decisions
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [("GET", None), ("POST", None), ("POST", {"x-execution-id": "e1"}), ("DELETE", None)],
+)
+def test_429_is_retried_for_every_method(method: str, headers: dict[str, str] | None) -> None:
+    call = ApiCall(method, "/v4/plans/1/run", headers)
+    assert retries(answer(call, 429))
+    assert attempts_until_error(ApiCall(method, "/v4/plans/1/run", headers), 429) == (
+        DEFAULT_API_BACKOFF.attempts
+    )
+
+
+def test_429_honours_x_retry_after() -> None:
+    decision = answer(ApiCall("POST", "/v4/plans/1/run"), 429, {"x-retry-after": "7"})
+    assert retries(decision) and decision.delay >= 7.0
+
+
+def test_429_with_too_long_retry_after_gives_up_with_the_rate_limit_hint() -> None:
+    call = ApiCall("GET", "/v4/plans", backoff=Backoff(attempts=5, max_retry_after=30.0))
+    decision = answer(call, 429, {"x-retry-after": "600"}, aac_error("RateLimitException", "slow down"))
+    assert isinstance(decision.error, AACApiError)
+    assert decision.error.status_code == 429
+    assert "RateLimitException: slow down" in str(decision.error)
+    assert STATUS_HINTS[429] in str(decision.error)
+    assert call.attempt == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_is_retried_for_get(status: int) -> None:
+    assert retries(answer(ApiCall("GET", "/v4/planSnapshotRuns/1"), status))
+    assert attempts_until_error(ApiCall("GET", "/v4/planSnapshotRuns/1"), status) == 5
+
+
+@pytest.mark.parametrize("header", ["x-execution-id", "X-Execution-Id", "X-EXECUTION-ID"])
+def test_5xx_is_retried_for_a_post_with_an_execution_id(header: str) -> None:
+    assert retries(answer(ApiCall("POST", "/v4/plans/1/run", {header: "exec-1"}), 503))
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_is_not_retried_for_a_plain_post(status: int) -> None:
+    call = ApiCall("POST", "/v4/plans/1/run")
+    decision = answer(
+        call, status, {"x-trifacta-request-id": "rid-5"}, aac_error("InternalServerErrorException", "boom")
+    )
+    assert isinstance(decision.error, AACApiError) and not isinstance(decision.error, AACNotFoundError)
+    assert decision.error.status_code == status
+    assert "InternalServerErrorException: boom" in str(decision.error)
+    assert "rid-5" in str(decision.error)
+    assert call.attempt == 1
+
+
+def test_5xx_on_a_plain_post_warns_that_it_may_have_taken_effect() -> None:
+    decision = answer(
+        ApiCall("POST", "/v4/plans/1/run"), 500, body=aac_error("InternalServerErrorException", "x")
+    )
+    message = str(decision.error)
+    assert "try again later" not in message
+    assert "check in AAC whether it took effect" in message
+
+
+def test_unlisted_4xx_is_not_called_a_transient_server_error() -> None:
+    decision = answer(ApiCall("POST", "/v4/jobGroups"), 409, body=aac_error("ConflictException", "dup"))
+    assert "ConflictException: dup" in str(decision.error)
+    assert "server error" not in str(decision.error)
+
+
+@pytest.mark.parametrize("status", [400, 403, 410, 415])
+def test_other_4xx_fail_at_once_with_their_hint(status: int) -> None:
+    call = ApiCall("GET", "/v4/plans")
+    decision = answer(call, status, body=aac_error("SomeException", "why"))
+    assert isinstance(decision.error, AACApiError)
+    assert "SomeException: why" in str(decision.error) and STATUS_HINTS[status] in str(decision.error)
+    assert call.attempt == 1
+
+
+# --------------------------------------------------------------------------- lost connections
+
+
+def failure(call: ApiCall, *, request_sent: bool) -> Decision:
+    call.start_attempt()
+    return call.after_transport_failure("ConnectionError reaching http://aac.test", request_sent=request_sent)
+
+
+def test_connection_failure_before_sending_is_retried_even_for_post() -> None:
+    call = ApiCall("POST", "/v4/plans/1/run")
+    assert retries(failure(call, request_sent=False))
+
+
+def test_lost_connection_after_sending_a_plain_post_is_not_retried() -> None:
+    call = ApiCall("POST", "/v4/plans/1/run")
+    decision = failure(call, request_sent=True)
+    assert isinstance(decision.error, AACTransientError)
+    message = str(decision.error)
+    assert "POST /v4/plans/1/run failed after 1 attempt(s)" in message
+    assert "not repeated" in message and "check in AAC whether it took effect" in message
+
+
+@pytest.mark.parametrize(("method", "headers"), [("GET", None), ("POST", {"x-execution-id": "e"})])
+def test_lost_connection_after_sending_an_idempotent_request_is_retried(
+    method: str, headers: dict[str, str] | None
+) -> None:
+    assert retries(failure(ApiCall(method, "/v4/plans/1/run", headers), request_sent=True))
+
+
+def test_connection_failures_give_up_after_the_attempts() -> None:
+    call = ApiCall("GET", "/v4/plans", backoff=Backoff(attempts=3))
+    decisions = [failure(call, request_sent=False) for _ in range(3)]
+    assert [retries(d) for d in decisions] == [True, True, False]
+    assert isinstance(decisions[-1].error, AACTransientError)
+    assert "failed after 3 attempt(s)" in str(decisions[-1].error)
+    assert "not repeated" not in str(decisions[-1].error)
+
+
+# --------------------------------------------------------------------------- 401 and 404
+
+
+def test_401_asks_for_one_refresh_then_fails() -> None:
+    call = ApiCall("POST", "/v4/plans/1/run")
+    first = answer(call, 401, body=aac_error("UnauthorizedException", "The access token has expired"))
+    assert first.refresh_token_first and first.error is None and first.response is None
+    second = answer(call, 401, body=aac_error("UnauthorizedException", "The access token has been revoked"))
+    assert not second.refresh_token_first
+    assert isinstance(second.error, AACApiError) and second.error.status_code == 401
+    assert "UnauthorizedException: The access token has been revoked" in str(second.error)
+    assert "even after a refresh" in str(second.error)
+
+
+def test_404_is_a_not_found_error_with_aacs_words_and_request_id() -> None:
+    call = ApiCall("GET", "/v4/planSnapshotRuns/999")
+    decision = answer(
+        call,
+        404,
+        {"X-Trifacta-Request-Id": "req-404"},
+        aac_error("NotFoundException", "Plan run 999 not found"),
+    )
+    error = decision.error
+    assert isinstance(error, AACNotFoundError)
+    assert (error.status_code, error.aac_name, error.aac_message, error.request_id) == (
+        404,
+        "NotFoundException",
+        "Plan run 999 not found",
+        "req-404",
+    )
+    message = str(error)
+    assert message.startswith("AAC answered 404 to GET /v4/planSnapshotRuns/999")
+    assert "NotFoundException: Plan run 999 not found" in message
+    assert STATUS_HINTS[404] in message
+    assert "(AAC request id req-404)" in message
+    assert call.attempt == 1
+
+
+def test_error_without_aac_body_still_names_the_status() -> None:
+    decision = answer(ApiCall("GET", "/v4/plans"), 403)
+    assert str(decision.error).startswith("AAC answered 403 to GET /v4/plans. ")
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"exception": {"name": "N", "message": "M"}}, ("N", "M")),
+        ({"exception": {"name": "N"}}, ("N", None)),
+        ({"message": "plain message"}, (None, "plain message")),
+        ({"error": "invalid"}, (None, "invalid")),
+        ("a text body", (None, "a text body")),
+        ("", (None, None)),
+        (None, (None, None)),
+        ([1, 2], (None, None)),
+    ],
+)
+def test_aac_exception_tolerates_other_shapes(body: Any, expected: tuple[str | None, str | None]) -> None:
+    assert aac_exception(body) == expected
+
+
+def test_long_messages_are_truncated() -> None:
+    _, message = aac_exception({"exception": {"name": "N", "message": "x" * 5000}})
+    assert message is not None and len(message) == 500
+    _, text = aac_exception("y" * 5000)
+    assert text is not None and len(text) == 300
+
+
+def test_decode_body() -> None:
+    assert decode_body(b"") is None
+    assert decode_body(b'{"a": 1}') == {"a": 1}
+    assert decode_body(b"<html>Bad gateway</html>") == "<html>Bad gateway</html>"
+    assert decode_body(b"\xff\xfe") == "\ufffd\ufffd"
+
+
+def test_html_error_page_reaches_the_message() -> None:
+    decision = answer(ApiCall("POST", "/v4/jobGroups"), 502, body=b"<html>Bad gateway</html>")
+    assert isinstance(decision.error, AACApiError)
+    assert "error: <html>Bad gateway</html>" in str(decision.error)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize(
+    "path", ["v4/plans", "/v3/plans", "/plans", "https://evil.test/v4/plans", "", "/V4/plans", None, 4]
+)
+def test_paths_must_start_with_v4(path: Any) -> None:
+    with pytest.raises(AACConfigError, match="must start with '/v4/'"):
+        ApiCall("GET", path)
+    with pytest.raises(AACConfigError):
+        validate_api_path(path)
+
+
+def test_valid_path_is_kept() -> None:
+    assert ApiCall("GET", "/v4/people/current").path == "/v4/people/current"
+
+
+def test_is_idempotent() -> None:
+    assert is_idempotent("get", None) and is_idempotent("PUT", None) and is_idempotent("DELETE", {})
+    assert not is_idempotent("POST", None) and not is_idempotent("PATCH", {"x-other": "1"})
+    assert is_idempotent("POST", {"X-Execution-ID": "e"})

@@ -1,0 +1,239 @@
+"""The HTTP edges must tell "never sent" from "may have reached the server".
+
+Real sockets on 127.0.0.1: a closed port (refused), a listener whose backlog is full
+(connect timeout), a server that reads the request and hangs up, and one that reads it
+and never answers (read timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import requests
+import urllib3
+
+from airflow_provider_aac.core.oauth import TransportFailure
+from airflow_provider_aac.transport import httpx_was_sent, requests_token_transport, requests_was_sent
+
+SHORT = 0.3
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def tcp_server(behaviour: str) -> Iterator[str]:
+    """A one-purpose server: ``hang_up`` closes after reading, ``silent`` never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+    received = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)  # the request reached us
+            received.set()
+            if behaviour == "hang_up":
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/as/token"
+        assert received.is_set(), "the server never received the request"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[str]:
+    """A listener that never accepts, with its queue filled, so new SYNs go unanswered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        yield f"http://127.0.0.1:{port}/as/token"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def requests_error(url: str) -> requests.RequestException:
+    with pytest.raises(requests.RequestException) as info:
+        requests.post(url, data={"a": "b"}, timeout=(SHORT, SHORT))
+    return info.value
+
+
+def httpx_error(url: str) -> httpx.HTTPError:
+    with pytest.raises(httpx.HTTPError) as info:
+        httpx.post(url, data={"a": "b"}, timeout=httpx.Timeout(SHORT))
+    return info.value
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_requests_connection_refused_was_not_sent() -> None:
+    err = requests_error(f"http://127.0.0.1:{closed_port()}/as/token")
+    assert isinstance(err, requests.ConnectionError)
+    assert requests_was_sent(err) is False
+
+
+def test_requests_connect_timeout_was_not_sent() -> None:
+    with full_backlog() as url:
+        err = requests_error(url)
+    if not isinstance(err, requests.exceptions.ConnectTimeout):
+        pytest.skip(f"this kernel did not leave the connection hanging ({type(err).__name__})")
+    assert requests_was_sent(err) is False
+
+
+def test_requests_hang_up_after_the_request_was_sent() -> None:
+    with tcp_server("hang_up") as url:
+        err = requests_error(url)
+    assert isinstance(err, requests.ConnectionError)
+    assert requests_was_sent(err) is True
+
+
+def test_requests_read_timeout_was_sent() -> None:
+    with tcp_server("silent") as url:
+        err = requests_error(url)
+    assert isinstance(err, requests.exceptions.ReadTimeout)
+    assert requests_was_sent(err) is True
+
+
+@pytest.mark.parametrize(
+    ("err", "sent"),
+    [
+        (requests.exceptions.ConnectTimeout("x"), False),
+        (requests.exceptions.SSLError("x"), False),
+        (requests.exceptions.InvalidURL("x"), False),
+        (requests.exceptions.MissingSchema("x"), False),
+        (
+            requests.ConnectionError(
+                urllib3.exceptions.MaxRetryError(
+                    None,  # type: ignore[arg-type]
+                    "/",
+                    urllib3.exceptions.NameResolutionError("aac.invalid", None, OSError("no name")),  # type: ignore[arg-type]
+                )
+            ),
+            False,
+        ),
+        (requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted.")), True),
+        (requests.exceptions.ChunkedEncodingError("x"), True),
+        (requests.exceptions.ReadTimeout("x"), True),
+    ],
+)
+def test_requests_was_sent_by_error_type(err: requests.RequestException, sent: bool) -> None:
+    assert requests_was_sent(err) is sent
+
+
+def test_token_transport_reports_transport_failures_with_the_sent_flag() -> None:
+    post = requests_token_transport(requests.Session())
+    with pytest.raises(TransportFailure) as refused:
+        post(f"http://127.0.0.1:{closed_port()}/as/token", {"a": "b"}, SHORT)
+    assert refused.value.request_sent is False
+    assert str(refused.value) == "ConnectionError"
+    with tcp_server("hang_up") as url, pytest.raises(TransportFailure) as hung_up:
+        post(url, {"a": "b"}, SHORT)
+    assert hung_up.value.request_sent is True
+    with tcp_server("silent") as url, pytest.raises(TransportFailure) as silent:
+        post(url, {"a": "b"}, SHORT)
+    assert silent.value.request_sent is True and str(silent.value) == "ReadTimeout"
+
+
+def test_token_transport_does_not_follow_redirects() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/as/token"
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        response = requests_token_transport(requests.Session())(url, {"a": "b"}, 5.0)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert response.status == 302
+
+
+# --------------------------------------------------------------------------- httpx
+
+
+def test_httpx_connection_refused_was_not_sent() -> None:
+    err = httpx_error(f"http://127.0.0.1:{closed_port()}/as/token")
+    assert isinstance(err, httpx.ConnectError)
+    assert httpx_was_sent(err) is False
+
+
+def test_httpx_connect_timeout_was_not_sent() -> None:
+    with full_backlog() as url:
+        err = httpx_error(url)
+    if not isinstance(err, httpx.ConnectTimeout):
+        pytest.skip(f"this kernel did not leave the connection hanging ({type(err).__name__})")
+    assert httpx_was_sent(err) is False
+
+
+def test_httpx_hang_up_after_the_request_was_sent() -> None:
+    with tcp_server("hang_up") as url:
+        err = httpx_error(url)
+    assert isinstance(err, httpx.RemoteProtocolError)
+    assert httpx_was_sent(err) is True
+
+
+def test_httpx_read_timeout_was_sent() -> None:
+    with tcp_server("silent") as url:
+        err = httpx_error(url)
+    assert isinstance(err, httpx.ReadTimeout)
+    assert httpx_was_sent(err) is True
+
+
+def test_httpx_unsupported_protocol_was_not_sent() -> None:
+    err = httpx_error("ftp://127.0.0.1/as/token")
+    assert isinstance(err, httpx.UnsupportedProtocol)
+    assert httpx_was_sent(err) is False
+
+
+def test_httpx_pool_timeout_was_not_sent() -> None:
+    assert httpx_was_sent(httpx.PoolTimeout("no connection available")) is False
