@@ -69,6 +69,11 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hook-class-names": ["airflow_provider_aac.hooks.aac.AACHook"],
-        "extra-links": [],
-        "triggers": [],
+        "extra-links": ["airflow_provider_aac.links.aac.AACRunLink"],
+        "triggers": [
+            {
+                "integration-name": "Alteryx Analytics Cloud",
+                "python-modules": ["airflow_provider_aac.triggers.aac"],
+            }
+        ],
     }

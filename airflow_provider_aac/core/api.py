@@ -43,9 +43,18 @@ STATUS_HINTS = {
 
 
 def validate_api_path(path: str) -> str:
+    """Only ``/v4/...``; dot segments would let a request (and its bearer token) leave ``/v4``."""
     if not isinstance(path, str) or not path.startswith(API_PREFIX):
         raise AACConfigError(
             f"AAC endpoint {path!r} must start with {API_PREFIX!r}, e.g. '/v4/people/current'."
+        )
+    route = path.split("?", 1)[0]
+    if any(segment in (".", "..") for segment in route.lower().replace("%2e", ".").split("/")) or any(
+        c in path for c in "#\\ \t\r\n"
+    ):
+        raise AACConfigError(
+            f"AAC endpoint {path!r} has dot segments, a fragment, a backslash or white space; give a "
+            "plain path such as '/v4/plans/42', and query arguments as params."
         )
     return path
 

@@ -17,8 +17,9 @@ from airflow.sdk import BaseHook
 from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
-from airflow_provider_aac.core.api import ApiCall, ApiResponse, Decision
+from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiCall, ApiResponse, Decision
 from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
@@ -35,6 +36,7 @@ class AACHook(BaseHook):
     :param min_ttl: seconds an access token must still have to be used without a refresh
         (default: the connection's ``min_ttl``, else 300; never more than half its lifetime).
     :param timeout: seconds for each HTTP request to AAC.
+    :param backoff: how often and how long to retry what is safe to retry.
     """
 
     conn_name_attr = "aac_conn_id"
@@ -48,12 +50,14 @@ class AACHook(BaseHook):
         *,
         min_ttl: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        backoff: Backoff = DEFAULT_API_BACKOFF,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.aac_conn_id = aac_conn_id
         self.min_ttl = min_ttl
         self.timeout = timeout
+        self.backoff = backoff
         self._http = requests.Session()
         self.tokens = TokenManager(aac_conn_id, session=self._http)
 
@@ -87,7 +91,7 @@ class AACHook(BaseHook):
         headers: dict[str, str] | None = None,
     ) -> ApiResponse:
         """Call ``/v4``; retries 429 always and 5xx only where repeating is safe."""
-        call = ApiCall(method, path, headers)
+        call = ApiCall(method, path, headers, backoff=self.backoff)
         config, state = self.tokens.fresh(self.min_ttl)
         while True:
             call.start_attempt()
@@ -99,6 +103,7 @@ class AACHook(BaseHook):
                     params=params,
                     headers=_headers(state.access_token, headers),
                     timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except requests.RequestException as err:
                 decision = call.after_transport_failure(
@@ -126,7 +131,7 @@ class AACHook(BaseHook):
         headers: dict[str, str] | None = None,
     ) -> ApiResponse:
         """As ``request``, with httpx, for trigger code."""
-        call = ApiCall(method, path, headers)
+        call = ApiCall(method, path, headers, backoff=self.backoff)
         config, state = await sync_to_async(self.tokens.fresh)(self.min_ttl)
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:

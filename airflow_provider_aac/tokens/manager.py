@@ -105,9 +105,12 @@ class TokenManager:
         config, state = self.read()
         before = state.generation
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        after = self._refresh(
-            config, min_ttl=wanted, stale_generation=before if force else None, as_writer=as_writer
-        )
+        if not force and is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), wanted):
+            after = state
+        else:
+            after = self._refresh(
+                config, min_ttl=wanted, stale_generation=before if force else None, as_writer=as_writer
+            )
         return RefreshOutcome(
             conn_id=self.conn_id,
             mode=self.mode(config).value,

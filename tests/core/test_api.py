@@ -284,3 +284,16 @@ def test_is_idempotent() -> None:
     assert is_idempotent("get", None) and is_idempotent("PUT", None) and is_idempotent("DELETE", {})
     assert not is_idempotent("POST", None) and not is_idempotent("PATCH", {"x-other": "1"})
     assert is_idempotent("POST", {"X-Execution-ID": "e"})
+
+
+@pytest.mark.parametrize(
+    "path", ["/v4/../as/token", "/v4/./people", "/v4/%2e%2e/as/token", "/v4/a#b", "/v4/a b", "/v4/a\\b"]
+)
+def test_paths_that_could_leave_v4_are_refused(path: str) -> None:
+    """Clients resolve dot segments, so '/v4/../as/token' would carry the bearer token elsewhere."""
+    with pytest.raises(AACConfigError, match="plain path"):
+        validate_api_path(path)
+
+
+def test_query_strings_are_allowed() -> None:
+    assert validate_api_path("/v4/plans?limit=5") == "/v4/plans?limit=5"

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> int:
@@ -39,7 +40,14 @@ def main() -> int:
             return 2
         time.sleep(0.01)
 
-    results = {"ok": 0, "failed": 0, "errors": [], "seconds": 0.0}
+    results: dict[str, Any] = {
+        "ok": 0,
+        "failed": 0,
+        "errors": [],
+        "seconds": 0.0,
+        "first": None,
+        "last": None,
+    }
     lock = threading.Lock()
     started = time.monotonic()
 
@@ -51,6 +59,10 @@ def main() -> int:
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+            called_at = time.time()
+            with lock:
+                results["first"] = min(results["first"] or called_at, called_at)
+                results["last"] = max(results["last"] or called_at, called_at)
             try:
                 hook.request("GET", args.endpoint)
             except Exception as err:  # the test reports every failure

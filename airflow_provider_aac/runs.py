@@ -1,0 +1,404 @@
+"""The one place that knows how AAC reports and stops a run of each kind.
+
+Operators, sensors and triggers all read statuses and cancel runs through here, so a
+fix to an endpoint or to what counts as a failure lands everywhere at once. Each
+exchange with AAC is written once as a generator of requests and driven by a sync
+(``AACHook.request``) or an async (``AACHook.arequest``) driver, so the worker path and
+the triggerer path cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+from airflow_provider_aac.core.api import ApiResponse
+from airflow_provider_aac.core.errors import (
+    AACApiError,
+    AACConfigError,
+    AACError,
+    AACNotFoundError,
+    AACTransientError,
+)
+from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
+from airflow_provider_aac.hooks.aac import AACHook
+from airflow_provider_aac.tokens.connection import AACConnectionConfig
+
+try:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # pragma: no cover - Airflow 3.0
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_CONSECUTIVE_POLL_ERRORS = 3
+
+
+class RunKind(str, Enum):
+    PLAN = "plan"
+    FLOW = "flow"
+    JOB_GROUP = "job_group"
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    label: str
+    detail_path: str
+    status_path: str | None  # None: the status is the ``status`` field of the detail
+    cancel_path: str | None  # None: cancel the run's job groups instead
+    url_key: str
+    default_url: str
+
+
+# The UI paths in ``default_url`` are not documented by Alteryx: they are guesses, which is
+# why each one can be replaced in the connection's extra (see ``run_url``).
+ENDPOINTS: Mapping[RunKind, _Endpoints] = {
+    RunKind.PLAN: _Endpoints(
+        label="plan run",
+        detail_path="/v4/planSnapshotRuns/{id}",
+        status_path=None,
+        cancel_path="/v4/planSnapshotRuns/{id}/cancel",
+        url_key="plan_run_url",
+        default_url="{base_url}/plan-runs/{run_id}",
+    ),
+    RunKind.FLOW: _Endpoints(
+        label="flow run",
+        detail_path="/v4/flowRuns/{id}",
+        status_path="/v4/flowRuns/{id}/status",
+        cancel_path=None,
+        url_key="flow_run_url",
+        default_url="{base_url}/flow-runs/{run_id}",
+    ),
+    RunKind.JOB_GROUP: _Endpoints(
+        label="job group",
+        detail_path="/v4/jobGroups/{id}",
+        status_path="/v4/jobGroups/{id}/status",
+        cancel_path="/v4/jobGroups/{id}/cancel",
+        url_key="job_group_url",
+        default_url="{base_url}/jobs/{run_id}",
+    ),
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class AACRunError(AACError, AirflowException):
+    """Waiting for an AAC run ended without the run completing."""
+
+
+class AACRunFailedError(AACRunError):
+    """The run ended Failed or Canceled in AAC."""
+
+    def __init__(self, message: str, *, state: RunState | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.url = url
+
+
+class AACRunTimeoutError(AACRunError):
+    """The run was still going at the task's deadline."""
+
+
+class AACRunOutcomeUnknownError(AACError, AirflowFailException):
+    """AAC says this exact run request was already made, and its answer was lost.
+
+    A task retry would send a new request and start a second run, so this failure is
+    final: the user looks in AAC instead.
+    """
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's status as AAC reported it, plus AAC's own failure message if it gave one."""
+
+    kind: RunKind
+    run_id: int
+    raw: str | None
+    message: str | None = None
+
+    @property
+    def status(self) -> AACRunStatus | None:
+        return AACRunStatus.parse(self.raw)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status is not None and self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in SUCCESS_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILURE_STATUSES
+
+    def describe(self) -> str:
+        return f"AAC {ENDPOINTS[self.kind].label} {self.run_id}"
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An AAC id as an int; templates render ``"42"``, which counts."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value) and int(value) > 0:
+        return int(value)
+    raise AACConfigError(
+        f"{name} must be a positive integer AAC id, not {value!r}. Use the number AAC shows for the "
+        f"object (e.g. {name}=42), or a template that renders to one."
+    )
+
+
+def positive_seconds(value: Any, name: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    raise AACConfigError(f"{name} must be a number of seconds greater than 0, not {value!r}.")
+
+
+def is_templated(value: Any) -> bool:
+    """True for what only becomes a value at render time: Jinja strings, XComArgs."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return not isinstance(value, int | float | bool | type(None))
+
+
+def run_url(config: AACConnectionConfig, kind: RunKind, run_id: int) -> str:
+    """Where the run is shown in AAC.
+
+    AAC does not document its UI paths; the defaults are unconfirmed. Override them per
+    connection with the extra keys ``plan_run_url``, ``flow_run_url`` and ``job_group_url``:
+    Python format strings with ``{base_url}`` and ``{run_id}``.
+    """
+    endpoints = ENDPOINTS[kind]
+    pattern = config.text(endpoints.url_key) or endpoints.default_url
+    try:
+        return pattern.format(base_url=config.base_url, run_id=run_id)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise AACConfigError(
+            f"Connection {config.conn_id!r} has {endpoints.url_key} {pattern!r}, which is not a valid "
+            f"pattern. Use only the fields {{base_url}} and {{run_id}}, e.g. {endpoints.default_url!r}."
+        ) from None
+
+
+# --------------------------------------------------------------------------- poll errors
+
+
+def is_transient(error: BaseException) -> bool:
+    """Errors that may pass by the next poll, after the hook's own retries gave up."""
+    if isinstance(error, AACTransientError):
+        return True
+    if isinstance(error, AACApiError) and not isinstance(error, AACNotFoundError):
+        return error.status_code is not None and (error.status_code == 429 or error.status_code >= 500)
+    return False
+
+
+@dataclass
+class PollErrors:
+    """Counts consecutive transient failures while waiting; anything else ends the wait at once."""
+
+    limit: int = MAX_CONSECUTIVE_POLL_ERRORS
+    consecutive: int = field(default=0, init=False)
+
+    def record(self, error: AACError, what: str) -> None:
+        """Raise unless the error is transient and the budget has room; then the caller polls again."""
+        if not is_transient(error):
+            raise error
+        self.consecutive += 1
+        if self.consecutive >= self.limit:
+            raise AACRunError(
+                f"Gave up following {what} after {self.consecutive} failed status checks in a row: "
+                f"{error} The run may still be going: check it in AAC, then clear this task or "
+                "wait on the run with a sensor."
+            ) from error
+        log.warning(
+            "Checking %s failed (%d of %d in a row); trying again: %s",
+            what,
+            self.consecutive,
+            self.limit,
+            error,
+        )
+
+    def reset(self) -> None:
+        self.consecutive = 0
+
+
+# --------------------------------------------------------------------------- exchanges
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+
+
+_Exchange = Generator[_Call, ApiResponse, T]
+
+
+def _status_text(data: Any) -> str | None:
+    """A status endpoint answers a bare JSON string; tolerate ``{"status": ...}`` as well."""
+    if isinstance(data, dict):
+        data = data.get("status")
+    return data if isinstance(data, str) and data else None
+
+
+def failure_message(detail: Any) -> str | None:
+    """AAC's own words about why a run failed, from whichever field this detail carries."""
+    if not isinstance(detail, dict):
+        return None
+    for key in ("errorMessage", "failureMessage", "message", "error"):
+        value = detail.get(key)
+        if isinstance(value, dict):
+            value = value.get("message")
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:1000]
+    exception = detail.get("exception")
+    if isinstance(exception, dict) and isinstance(exception.get("message"), str):
+        return str(exception["message"])[:1000]
+    return None
+
+
+def _status_exchange(kind: RunKind, run_id: int) -> _Exchange[RunState]:
+    endpoints = ENDPOINTS[kind]
+    detail_path = endpoints.detail_path.format(id=run_id)
+    if endpoints.status_path is None:
+        detail = (yield _Call("GET", detail_path)).data
+        state = RunState(kind, run_id, _status_text(detail))
+        return RunState(kind, run_id, state.raw, failure_message(detail) if state.failed else None)
+    state = RunState(
+        kind, run_id, _status_text((yield _Call("GET", endpoints.status_path.format(id=run_id))).data)
+    )
+    if not state.failed:
+        return state
+    try:
+        detail = (yield _Call("GET", detail_path)).data
+    except AACError as err:
+        log.info("Could not read the detail of %s for its failure message: %s", state.describe(), err)
+        return state
+    return RunState(kind, run_id, state.raw, failure_message(detail))
+
+
+def _flow_job_group_ids(detail: Any) -> list[int]:
+    groups = detail.get("jobGroups") if isinstance(detail, dict) else None
+    if isinstance(groups, dict):
+        groups = groups.get("data")
+    if not isinstance(groups, list):
+        return []
+    return [g["id"] for g in groups if isinstance(g, dict) and isinstance(g.get("id"), int)]
+
+
+def _cancel_exchange(kind: RunKind, run_id: int, job_group_ids: Sequence[int]) -> _Exchange[list[int]]:
+    """Cancel the run; answers the job groups cancelled for a flow run, else ``[run_id]``.
+
+    AAC documents no cancel endpoint for a flow run, so a flow run is stopped by cancelling
+    its job groups (known from the run request; otherwise read from ``GET /v4/flowRuns/{id}``,
+    whose ``jobGroups`` field is not documented either). A cancel of a finished job does nothing.
+    """
+    endpoints = ENDPOINTS[kind]
+    if endpoints.cancel_path is not None:
+        yield _Call("POST", endpoints.cancel_path.format(id=run_id))
+        return [run_id]
+    ids = list(job_group_ids)
+    if not ids:
+        detail = (yield _Call("GET", endpoints.detail_path.format(id=run_id), {"embed": "jobGroups"})).data
+        ids = _flow_job_group_ids(detail)
+    if not ids:
+        raise AACRunError(
+            f"Could not cancel AAC flow run {run_id}: AAC named none of its job groups, and flow runs "
+            "have no cancel endpoint of their own. Cancel the run in the AAC UI."
+        )
+    job_group = ENDPOINTS[RunKind.JOB_GROUP].cancel_path
+    assert job_group is not None
+    failures: list[str] = []
+    for group_id in ids:
+        try:
+            yield _Call("POST", job_group.format(id=group_id))
+        except AACError as err:
+            failures.append(f"job group {group_id}: {err}")
+    if failures:
+        raise AACRunError(
+            f"Could not cancel every job group of AAC flow run {run_id} ({'; '.join(failures)}). "
+            "Cancel the rest in the AAC UI."
+        )
+    return ids
+
+
+def _drive(hook: AACHook, exchange: _Exchange[T]) -> T:
+    try:
+        call = next(exchange)
+        while True:
+            try:
+                response = hook.request(call.method, call.path, params=call.params)
+            except AACError as err:
+                call = exchange.throw(err)
+            else:
+                call = exchange.send(response)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _adrive(hook: AACHook, exchange: _Exchange[T]) -> T:
+    try:
+        call = next(exchange)
+        while True:
+            try:
+                response = await hook.arequest(call.method, call.path, params=call.params)
+            except AACError as err:
+                call = exchange.throw(err)
+            else:
+                call = exchange.send(response)
+    except StopIteration as stop:
+        return stop.value
+
+
+def get_status(hook: AACHook, kind: RunKind, run_id: int) -> RunState:
+    return _drive(hook, _status_exchange(kind, run_id))
+
+
+async def aget_status(hook: AACHook, kind: RunKind, run_id: int) -> RunState:
+    return await _adrive(hook, _status_exchange(kind, run_id))
+
+
+def cancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int] = ()) -> list[int]:
+    return _drive(hook, _cancel_exchange(kind, run_id, job_group_ids))
+
+
+async def acancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int] = ()) -> list[int]:
+    return await _adrive(hook, _cancel_exchange(kind, run_id, job_group_ids))
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def failure_error(state: RunState, url: str | None) -> AACRunFailedError:
+    text = f"{state.describe()} ended {state.raw}"
+    text += f": {state.message}" if state.message else " (AAC gave no message)"
+    text += f". See {url}." if url else "."
+    if state.status is AACRunStatus.CANCELED:
+        text += " It was canceled in AAC or by Airflow; clear this task to start a new run."
+    else:
+        text += " Open the run in AAC to see which step failed, fix it, then clear this task to run it again."
+    return AACRunFailedError(text, state=state, url=url)
+
+
+def timeout_message(
+    kind: RunKind, run_id: int, timeout: float | None, url: str | None, canceled: bool | None
+) -> str:
+    after = f" after {timeout:g} s" if timeout is not None else ""
+    text = f"AAC {ENDPOINTS[kind].label} {run_id} did not finish{after}"
+    text += f" ({url})." if url else "."
+    if canceled:
+        text += " Airflow canceled it in AAC."
+    elif canceled is False:
+        text += " It was not canceled and may still be running: check it in AAC."
+    return text + " Raise the timeout if runs take this long, or look in AAC for why it is stuck."

@@ -1,0 +1,181 @@
+"""Waiting for an AAC run in the triggerer, for deferrable operators and sensors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
+
+from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.hooks.aac import AACHook
+from airflow_provider_aac.runs import (
+    ENDPOINTS,
+    MAX_CONSECUTIVE_POLL_ERRORS,
+    PollErrors,
+    RunKind,
+    RunState,
+    acancel,
+    aget_status,
+    timeout_message,
+)
+from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
+
+
+def _triggerer_calls_on_kill() -> bool:
+    """From Airflow 3.3 the triggerer calls ``on_kill`` only when a user stops the task."""
+    from airflow import __version__
+    from packaging.version import Version
+
+    return Version(Version(__version__).base_version) >= Version("3.3.0")
+
+
+TRIGGERER_CALLS_ON_KILL = _triggerer_calls_on_kill()
+
+
+class AACRunTrigger(BaseTrigger):
+    """Polls one AAC run until it ends or ``end_time`` passes, then fires one event.
+
+    ``end_time`` is an absolute epoch time, so the deadline survives the defer boundary and
+    triggerer restarts. Every poll gets a fresh access token from the hook. A few
+    consecutive transient failures are tolerated; more end the wait with an ``error`` event.
+
+    On a user kill the remote run is cancelled (``cancel_on_kill``): on Airflow 3.3+ via
+    ``on_kill``, which the triggerer calls only for a user action; on older Airflow 3 via
+    ``cleanup``, and only once the task instance is no longer DEFERRED, as the Google and
+    Amazon providers decide it, so a triggerer restart never cancels a run.
+
+    Events: ``{"status": "success" | "failed" | "timeout" | "error", "kind", "run_id",
+    "run_status", "aac_message", "message", "canceled", "run_url"}``.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        run_id: int,
+        aac_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 30.0,
+        end_time: float | None = None,
+        cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
+        run_url: str | None = None,
+        job_group_ids: Sequence[int] | None = None,
+        max_poll_errors: int = MAX_CONSECUTIVE_POLL_ERRORS,
+    ) -> None:
+        super().__init__()
+        self.kind = RunKind(kind)
+        self.run_id = int(run_id)
+        self.aac_conn_id = aac_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time) if end_time is not None else time.time() + 7 * 24 * 3600.0
+        self.cancel_on_timeout = bool(cancel_on_timeout)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self.run_url = run_url
+        self.job_group_ids = [int(i) for i in job_group_ids or ()]
+        self.max_poll_errors = int(max_poll_errors)
+        self._finished = False
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "kind": self.kind.value,
+                "run_id": self.run_id,
+                "aac_conn_id": self.aac_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+                "run_url": self.run_url,
+                "job_group_ids": list(self.job_group_ids),
+                "max_poll_errors": self.max_poll_errors,
+            },
+        )
+
+    def _event(self, status: str, message: str, state: RunState | None = None, **extra: Any) -> TriggerEvent:
+        self._finished = True
+        return TriggerEvent(
+            {
+                "status": status,
+                "kind": self.kind.value,
+                "run_id": self.run_id,
+                "run_status": state.raw if state else None,
+                "aac_message": state.message if state else None,
+                "message": message,
+                "canceled": False,
+                "run_url": self.run_url,
+                **extra,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = AACHook(self.aac_conn_id)
+        errors = PollErrors(self.max_poll_errors)
+        what = f"AAC {ENDPOINTS[self.kind].label} {self.run_id}"
+        while True:
+            try:
+                state = await aget_status(hook, self.kind, self.run_id)
+            except AACError as err:
+                try:
+                    errors.record(err, what)
+                except AACError as final:
+                    yield self._event("error", str(final))
+                    return
+            else:
+                errors.reset()
+                if state.terminal:
+                    status = "success" if state.succeeded else "failed"
+                    yield self._event(status, f"{state.describe()} ended {state.raw}.", state)
+                    return
+                if state.status is None:
+                    self.log.info("%s reports status %r; still waiting.", state.describe(), state.raw)
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                canceled = await self._cancel(hook, "timeout") if self.cancel_on_timeout else False
+                message = timeout_message(self.kind, self.run_id, None, self.run_url, canceled)
+                yield self._event("timeout", message, canceled=canceled)
+                return
+            await asyncio.sleep(min(self.poll_interval, remaining))
+
+    async def _cancel(self, hook: AACHook, reason: str) -> bool:
+        try:
+            cancelled = await acancel(hook, self.kind, self.run_id, self.job_group_ids)
+        except AACError as err:
+            self.log.warning(
+                "Could not cancel AAC %s %s on %s: %s", self.kind.value, self.run_id, reason, err
+            )
+            return False
+        self.log.info("Canceled AAC %s %s (%s) on %s.", self.kind.value, self.run_id, cancelled, reason)
+        return True
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: the user stopped the task (mark failed/success, clear)."""
+        if self.cancel_on_kill and not self._finished:
+            await self._cancel(AACHook(self.aac_conn_id), "kill")
+
+    async def cleanup(self) -> None:
+        """Before Airflow 3.3: cancel only when the task instance is really being stopped."""
+        if TRIGGERER_CALLS_ON_KILL or not self.cancel_on_kill or self._finished:
+            return
+        try:
+            state = await self._task_state()
+        except Exception as err:
+            self.log.warning("Not canceling the AAC run: could not read the task's state: %s", err)
+            return
+        if state is not None and str(state) != "deferred":
+            await self._cancel(AACHook(self.aac_conn_id), f"task state {state}")
+
+    async def _task_state(self) -> str | None:
+        ti = self.task_instance
+        if ti is None:
+            return None
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
+        state = states.get(ti.run_id, {}).get(ti.task_id)
+        return None if state is None else str(getattr(state, "value", state))

@@ -1,0 +1,87 @@
+"""In-process helpers for the operator, sensor, trigger and runs tests.
+
+The connection comes from an ``AIRFLOW_CONN_AAC_DEFAULT`` variable holding a pair minted
+by the test's own simulator, with a long access-token lifetime: these tests are about
+runs, not refreshes, so nothing here may need to spend the refresh token (and with an
+environment-variable connection the provider refuses to). Refreshes mid-wait are tested
+with a real metadata DB in ``test_aac.py::test_dag_end_to_end_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from airflow_provider_aac.hooks.aac import AACHook
+from airflow_provider_aac.testing.simulator import AACSimulator
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def aac_conn(monkeypatch: pytest.MonkeyPatch, aac_simulator: AACSimulator) -> AACSimulator:
+    """``aac_default`` pointing at the simulator; yields the simulator."""
+    pair = aac_simulator.mint_pair(access_ttl=3600)
+    conn = {
+        "conn_type": "aac",
+        "host": aac_simulator.base_url,
+        "extra": {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"]},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AAC_DEFAULT", json.dumps(conn))
+    return aac_simulator
+
+
+class FakeTI:
+    """The few task-instance attributes the operators and sensors use."""
+
+    def __init__(self, task_id: str = "task", try_number: int = 1) -> None:
+        self.dag_id = "aac_tests"
+        self.task_id = task_id
+        self.run_id = f"manual__{uuid.uuid4()}"
+        self.map_index = -1
+        self.try_number = try_number
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None
+
+
+def context_for(ti: FakeTI | None = None, **extra: Any) -> Any:
+    """A minimal task context (typed loosely: a real one is a TypedDict built by the runner)."""
+    return {"ti": ti or FakeTI(), **extra}
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def start_run(kind: str, target: int) -> int:
+    """Start a run the way another system would, for the sensor and trigger tests."""
+    hook = AACHook()
+    if kind == "plan":
+        return int(hook.request("POST", f"/v4/plans/{target}/run").data["planSnapshotRunId"])
+    if kind == "flow":
+        return int(hook.request("POST", f"/v4/flows/{target}/run").data["flowRunId"])
+    return int(hook.request("POST", "/v4/jobGroups", json={"wrangledDataset": {"id": target}}).data["id"])
+
+
+def status_of(kind: str, run_id: int) -> str:
+    from airflow_provider_aac.runs import RunKind, get_status
+
+    return str(get_status(AACHook(), RunKind(kind), run_id).raw)

@@ -1,0 +1,198 @@
+"""runs.py: statuses, failure messages, cancels and URLs per run kind, against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
+from airflow_provider_aac.core.status import AACRunStatus
+from airflow_provider_aac.hooks.aac import AACHook
+from airflow_provider_aac.runs import (
+    AACRunError,
+    PollErrors,
+    RunKind,
+    RunState,
+    acancel,
+    aget_status,
+    cancel,
+    failure_error,
+    failure_message,
+    get_status,
+    is_templated,
+    is_transient,
+    positive_int,
+    positive_seconds,
+    run_url,
+)
+from airflow_provider_aac.testing.simulator import AACSimulator
+from airflow_provider_aac.tokens.connection import AACConnectionConfig
+from tests.operators.aac_env import aac_conn, start_run, wait_for
+
+__all__ = ["aac_conn"]
+
+KINDS = [(RunKind.PLAN, 1, 2), (RunKind.FLOW, 10, 11), (RunKind.JOB_GROUP, 100, 101)]
+
+
+@pytest.mark.aac_simulator(run_duration=0.4)
+@pytest.mark.parametrize(("kind", "good", "bad"), KINDS)
+def test_status_progresses_to_complete_sync_and_async(
+    aac_conn: AACSimulator, kind: RunKind, good: int, bad: int
+) -> None:
+    hook = AACHook()
+    run_id = start_run(kind.value, good)
+    first = get_status(hook, kind, run_id)
+    assert first.status in {AACRunStatus.CREATED, AACRunStatus.PENDING, AACRunStatus.IN_PROGRESS}
+    assert not first.terminal
+    seen = {first.raw}
+
+    def complete() -> RunState | None:
+        state = get_status(hook, kind, run_id)
+        seen.add(state.raw)
+        return state if state.terminal else None
+
+    final = wait_for(complete, what=f"{kind} run {run_id} to end")
+    assert final.succeeded and final.message is None
+    assert len(seen) >= 2
+    assert asyncio.run(aget_status(hook, kind, run_id)) == final
+
+
+@pytest.mark.aac_simulator(run_duration=0.2)
+@pytest.mark.parametrize(("kind", "good", "bad"), KINDS)
+def test_failed_run_carries_aacs_own_message(
+    aac_conn: AACSimulator, kind: RunKind, good: int, bad: int
+) -> None:
+    hook = AACHook()
+    run_id = start_run(kind.value, bad)
+
+    def ended() -> RunState | None:
+        state = get_status(hook, kind, run_id)
+        return state if state.terminal else None
+
+    state = wait_for(ended, what="failure")
+    assert state.failed and state.raw == "Failed"
+    assert state.message and "failed (simulated)" in state.message
+    assert asyncio.run(aget_status(hook, kind, run_id)).message == state.message
+
+    error = failure_error(state, "http://aac/x")
+    assert isinstance(error, AACRunError)
+    assert str(run_id) in str(error) and "http://aac/x" in str(error) and state.message in str(error)
+    assert "clear this task" in str(error)
+
+
+@pytest.mark.parametrize("kind", list(RunKind))
+def test_unknown_run_is_a_not_found_error(aac_conn: AACSimulator, kind: RunKind) -> None:
+    with pytest.raises(AACNotFoundError, match="404"):
+        get_status(AACHook(), kind, 424242)
+    with pytest.raises(AACNotFoundError, match="check the id"):
+        asyncio.run(aget_status(AACHook(), kind, 424242))
+
+
+@pytest.mark.aac_simulator(run_duration=30)
+@pytest.mark.parametrize(("kind", "good", "bad"), KINDS)
+def test_cancel_sync_and_async(aac_conn: AACSimulator, kind: RunKind, good: int, bad: int) -> None:
+    hook = AACHook()
+    first, second = start_run(kind.value, good), start_run(kind.value, good)
+    cancelled = cancel(hook, kind, first)
+    assert get_status(hook, kind, first).raw == "Canceled"
+    assert cancelled
+    asyncio.run(acancel(hook, kind, second))
+    assert get_status(hook, kind, second).raw == "Canceled"
+    assert aac_conn.stats()["runs_canceled"] == 2
+
+
+@pytest.mark.aac_simulator(run_duration=30)
+def test_flow_cancel_uses_the_known_job_groups_without_reading_the_run(aac_conn: AACSimulator) -> None:
+    hook = AACHook()
+    started = hook.request("POST", "/v4/flows/10/run").data
+    groups = [g["id"] for g in started["data"]]
+    calls = aac_conn.stats()["api_calls"]
+    assert cancel(hook, RunKind.FLOW, started["flowRunId"], groups) == groups
+    assert aac_conn.stats()["api_calls"] == calls + len(groups)
+    assert get_status(hook, RunKind.FLOW, started["flowRunId"]).raw == "Canceled"
+
+
+def test_flow_cancel_of_an_unknown_run_fails_clearly(aac_conn: AACSimulator) -> None:
+    with pytest.raises(AACNotFoundError):
+        cancel(AACHook(), RunKind.FLOW, 424242)
+
+
+def test_status_as_object_and_unknown_values() -> None:
+    assert RunState(RunKind.PLAN, 1, "Queued").status is None
+    assert not RunState(RunKind.PLAN, 1, "Queued").terminal
+    assert not RunState(RunKind.PLAN, 1, None).terminal
+    assert RunState(RunKind.PLAN, 1, "Canceled").failed
+    assert "canceled" in str(failure_error(RunState(RunKind.JOB_GROUP, 3, "Canceled"), None)).lower()
+    assert "gave no message" in str(failure_error(RunState(RunKind.FLOW, 3, "Failed"), None))
+
+
+def test_failure_message_shapes() -> None:
+    assert failure_message({"errorMessage": " boom "}) == "boom"
+    assert failure_message({"error": {"message": "nested"}}) == "nested"
+    assert failure_message({"exception": {"message": "from exception"}}) == "from exception"
+    assert failure_message({"status": "Failed"}) is None
+    assert failure_message("Failed") is None
+
+
+def _config(**extra: str) -> AACConnectionConfig:
+    return AACConnectionConfig("aac_x", "https://us1.alteryxcloud.com", dict(extra))
+
+
+def test_run_url_defaults_and_overrides() -> None:
+    assert run_url(_config(), RunKind.PLAN, 5) == "https://us1.alteryxcloud.com/plan-runs/5"
+    assert run_url(_config(), RunKind.FLOW, 6) == "https://us1.alteryxcloud.com/flow-runs/6"
+    assert run_url(_config(), RunKind.JOB_GROUP, 7) == "https://us1.alteryxcloud.com/jobs/7"
+    custom = _config(job_group_url="https://ui.example/{run_id}?from={base_url}")
+    assert run_url(custom, RunKind.JOB_GROUP, 7) == "https://ui.example/7?from=https://us1.alteryxcloud.com"
+    with pytest.raises(AACConfigError, match=r"plan_run_url.*run_id"):
+        run_url(_config(plan_run_url="{base_url}/{plan}"), RunKind.PLAN, 5)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(42, 42), ("42", 42), (" 7 ", 7)])
+def test_positive_int_accepts(value: object, expected: int) -> None:
+    assert positive_int(value, "plan_id") == expected
+
+
+@pytest.mark.parametrize("value", ["abc", 0, -1, "0", "-3", True, None, 1.5, "4.2", ""])
+def test_positive_int_rejects(value: object) -> None:
+    with pytest.raises(AACConfigError, match="plan_id must be a positive integer AAC id"):
+        positive_int(value, "plan_id")
+
+
+@pytest.mark.parametrize("value", [0, -1, True, "5", None, float("inf"), float("nan")])
+def test_positive_seconds_rejects(value: object) -> None:
+    with pytest.raises(AACConfigError, match="poll_interval must be a number of seconds greater than 0"):
+        positive_seconds(value, "poll_interval")
+
+
+def test_is_templated() -> None:
+    assert is_templated("{{ params.x }}") and is_templated(object())
+    assert not is_templated("42") and not is_templated(42) and not is_templated(None)
+
+
+def test_poll_errors_budget() -> None:
+    assert is_transient(AACTransientError("x"))
+    assert is_transient(AACApiError("x", status_code=503))
+    assert is_transient(AACApiError("x", status_code=429))
+    assert not is_transient(AACApiError("x", status_code=400))
+    assert not is_transient(AACNotFoundError("x", status_code=404))
+
+    errors = PollErrors(limit=3)
+    errors.record(AACTransientError("blip"), "plan run 1")
+    errors.reset()
+    errors.record(AACTransientError("blip"), "plan run 1")
+    errors.record(AACTransientError("blip"), "plan run 1")
+    with pytest.raises(AACRunError, match=r"3 failed status checks in a row.*check it in AAC"):
+        errors.record(AACTransientError("blip"), "plan run 1")
+    with pytest.raises(AACNotFoundError):
+        PollErrors().record(AACNotFoundError("gone", status_code=404), "plan run 1")
+
+
+def test_run_state_is_json_friendly() -> None:
+    state = RunState(RunKind.PLAN, 1, "Complete")
+    assert json.loads(json.dumps({"kind": state.kind.value, "raw": state.raw})) == {
+        "kind": "plan",
+        "raw": "Complete",
+    }
