@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
+from airflow_provider_aac.testing.simulator import AACSimulator
 
 pytestmark = pytest.mark.airflow_cluster
 
