@@ -14,7 +14,6 @@ Then prints a summary (runs, outcomes, calls, refreshes, reuses) and stops every
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -40,7 +39,9 @@ def prepare(home: AirflowHome, sim: AACSimulator) -> None:
         shutil.copy(source, home.dags_folder)
     home.migrate()
     pair = sim.mint_pair()
-    home.add_connection("airflow_api", "http", host=home.base_url, login=home.username, password=home.password)
+    home.add_connection(
+        "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
+    )
     deadline = (datetime.now(timezone.utc) + timedelta(days=30)).date().isoformat()
     home.add_connection(
         "aac_default",
@@ -59,7 +60,9 @@ def prepare(home: AirflowHome, sim: AACSimulator) -> None:
 
 def task_summary(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[str]:
     lines = []
-    for ti in sorted(cluster.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t.get("map_index", -1))):
+    for ti in sorted(
+        cluster.task_instances(dag_id, run_id), key=lambda t: (t["task_id"], t.get("map_index", -1))
+    ):
         index = ti.get("map_index", -1)
         name = ti["task_id"] + (f"[{index}]" if index >= 0 else "")
         lines.append(f"  {name:<28} {ti['state']}")
@@ -67,11 +70,17 @@ def task_summary(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[str]
 
 
 def failure_line(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> str:
-    log = cluster.task_log(dag_id, run_id, task_id)
-    for line in log.splitlines():
-        if "AACRunFailedError" in line or "failed in AAC" in line:
-            return line.split(": ", 1)[-1][:400]
-    return "(no failure line found in the task log)"
+    """The exception the task failed with, as Airflow recorded it."""
+    for record in cluster.task_log_records(dag_id, run_id, task_id):
+        for detail in record.get("error_detail") or []:
+            return f"{detail.get('exc_type')}: {detail.get('exc_value')}"[:500]
+    return "(no exception recorded in the task log)"
+
+
+def deferred(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> bool:
+    """Whether the task handed its wait to the triggerer (its log says so)."""
+    log = cluster.task_log(dag_id, run_id, task_id).lower()
+    return "deferred" in log or "defer" in log
 
 
 def main() -> int:
@@ -98,7 +107,8 @@ def main() -> int:
             plan = cluster.request_ok(
                 "GET", f"/api/v2/dags/{DEMO_DAG}/dagRuns/{run_id}/taskInstances/run_plan/xcomEntries/run_url"
             )
-            say(f"deferred plan run: {json.loads(json.dumps(plan['value']))}")
+            how = "deferred to the triggerer" if deferred(cluster, DEMO_DAG, run_id, "run_plan") else "waited"
+            say(f"plan run {plan['value']}: {how}, then completed")
             say(f"failing plan: {failure_line(cluster, DEMO_DAG, run_id, 'run_failing_plan')}")
             states = [r["state"] for r in refresh_runs]
             say(f"refresh DAG runs: {len(states)} ({states.count('success')} succeeded)")

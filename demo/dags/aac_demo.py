@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pendulum
-
 from airflow.sdk import dag, task
 
 from airflow_provider_aac.hooks.aac import AACHook
