@@ -21,6 +21,7 @@ from airflow_provider_aac.testing.simulator import AACSimulator
 pytestmark = pytest.mark.airflow_cluster
 
 ACCESS_TTL = 6.0
+SINGLE_WRITER_TTL = 12.0
 TASKS = 4
 CALLS = 8
 SPREAD_SECONDS = 14.0
@@ -31,12 +32,14 @@ DAG_FILE = textwrap.dedent(
     from __future__ import annotations
 
     import time
+    from datetime import timedelta
 
     import pendulum
-
     from airflow.sdk import dag, task
 
+    from airflow_provider_aac.dags.refresh import create_refresh_dag
     from airflow_provider_aac.hooks.aac import AACHook
+    from airflow_provider_aac.operators.aac import AACRunPlanOperator
 
 
     @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
@@ -70,21 +73,53 @@ DAG_FILE = textwrap.dedent(
 
         where_am_i()
         call_aac.expand(index=list(range({TASKS})))
+        AACRunPlanOperator(task_id="run_plan", plan_id=1, deferrable=True, poll_interval=1)
 
 
     aac_supervised_lock_mode()
+
+
+    @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+    def aac_supervised_single_writer():
+        @task
+        def call_aac(index: int) -> int:
+            hook = AACHook("aac_single")
+            started = time.monotonic()
+            for call in range({CALLS}):
+                due = started + call * {SPREAD_SECONDS / CALLS}
+                time.sleep(max(0.0, due - time.monotonic()))
+                hook.request("GET", "/v4/people/current")
+            return {CALLS}
+
+        call_aac.expand(index=list(range({TASKS})))
+
+
+    aac_supervised_single_writer()
+
+    single_writer_refresh = create_refresh_dag(
+        "aac_single_refresh", aac_conn_id="aac_single", schedule=timedelta(seconds=3), pool="aac_single_refresh"
+    )
     """
 )
 
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[AACSimulator]:
-    with AACSimulator(access_ttl=ACCESS_TTL) as sim:
+    with AACSimulator(access_ttl=ACCESS_TTL, run_duration=4.0) as sim:
         yield sim
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, simulator: AACSimulator) -> Iterator[AirflowCluster]:
+def single_writer_simulator() -> Iterator[AACSimulator]:
+    """Its own simulator, so that the refresh DAG's steady work does not blur the lock-mode counts."""
+    with AACSimulator(access_ttl=SINGLE_WRITER_TTL) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, simulator: AACSimulator, single_writer_simulator: AACSimulator
+) -> Iterator[AirflowCluster]:
     dags = tmp_path_factory.mktemp("dags")
     (dags / "aac_supervised.py").write_text(DAG_FILE)
     with AirflowHome(backend="postgres", dags_folder=dags) as home:
@@ -108,6 +143,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, simulator: AACSimulator) -
                 "min_ttl": 2,
             },
         )
+        single = single_writer_simulator.mint_pair()
+        home.add_connection(
+            "aac_single",
+            "aac",
+            host=single_writer_simulator.base_url,
+            extra={
+                "access_token": single["access_token"],
+                "refresh_token": single["refresh_token"],
+                "airflow_api_conn_id": "airflow_api",
+                "min_ttl": 2,
+            },
+        )
+        home.run_cli("pools", "set", "aac_single_refresh", "1", "one writer")
         with start_cluster(home) as running:
             yield running
 
@@ -137,7 +185,8 @@ def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     assert stats["reuses"] == 0
     assert stats["invalid_grant"] == 0
     assert stats["api_unauthorized"] == 0
-    assert stats["api_authorized"] == TASKS * CALLS
+    assert stats["api_authorized"] == stats["api_calls"]
+    assert stats["api_calls"] >= TASKS * CALLS + 2, "every call, the plan run's POST and a status check"
     assert stats["refreshes"] >= 1, "the run spans several access-token lifetimes"
     assert "using lock mode" in logs
 
@@ -145,3 +194,33 @@ def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     assert stored["generation"] >= stats["refreshes"]
     assert not JWT.search(logs), "a JWT reached a task log"
     assert stored["refresh_token"] not in logs
+
+    plan_log = cluster.task_log(dag_id, run_id, "run_plan").lower()
+    assert "defer" in plan_log, "the plan run must have waited in the triggerer"
+    assert simulator.stats()["runs_started"] == 1
+
+
+def test_single_writer_tasks_never_spend_the_refresh_token(
+    cluster: AirflowCluster, single_writer_simulator: AACSimulator
+) -> None:
+    """Workers with no lock: only the refresh DAG refreshes; tasks wait for what it publishes."""
+    sim = single_writer_simulator
+    cluster.wait_for_dag("aac_single_refresh")
+    dag_id = "aac_supervised_single_writer"
+    cluster.wait_for_dag(dag_id)
+    cluster.request_ok("PATCH", "/api/v2/dags/aac_single_refresh", json={"is_paused": False})
+    sim.reset_stats()
+    run_id = cluster.trigger_dag(dag_id)
+    state = cluster.wait_for_run(dag_id, run_id, timeout=240)
+    tasks = cluster.task_instances(dag_id, run_id)
+    logs = "\n".join(
+        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1)) for ti in tasks
+    )
+    assert state == "success", logs[-4000:]
+    stats = sim.stats()
+    assert stats["reuses"] == 0
+    assert stats["invalid_grant"] == 0
+    assert stats["api_authorized"] == TASKS * CALLS
+    assert stats["refreshes"] >= 1, "the run spans more than one access-token lifetime"
+    assert "refreshing tokens" not in logs, "a task spent the refresh token in single-writer mode"
+    assert not JWT.search(logs)
