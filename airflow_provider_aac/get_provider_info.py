@@ -42,6 +42,25 @@ CONN_FIELDS: dict[str, Any] = {
         "Airflow API connection ID",
         "Optional. An http connection to this Airflow's api-server, used by workers to store rotated tokens.",
     ),
+    "min_ttl": {
+        "label": "Minimum token life (s)",
+        "description": "Optional. Refresh when the access token has fewer seconds left (default 300, "
+        "never more than half its lifetime).",
+        "schema": {"type": ["number", "null"]},
+    },
+    "refresh_expires_at": _text(
+        "Refresh token deadline",
+        "Optional. The date the refresh token expires (you chose 1 to 365 days in AAC), e.g. 2027-05-31; "
+        "the refresh DAG warns, then fails, before it.",
+    ),
+    "refresh_dag_id": _text(
+        "Refresh DAG ID", "Optional. Single-writer mode: the DAG that refreshes (default aac_token_refresh)."
+    ),
+    "publish_wait": {
+        "label": "Wait for refresh DAG (s)",
+        "description": "Optional. Single-writer mode: how long a task waits for a fresh token (default 120).",
+        "schema": {"type": ["number", "null"]},
+    },
     "refresh_mode": {
         "label": "Refresh mode",
         "description": "auto (default), metadata_db, lock or single_writer.",

@@ -269,6 +269,45 @@ def effective_min_ttl(min_ttl: float | None, lifetime: float | None) -> float:
     return wanted if lifetime is None else min(wanted, lifetime / 2)
 
 
+# Seconds from a scheduled time to the refresh task's check: a scheduler loop, queueing,
+# starting the task process. Generous on purpose: too early costs one extra refresh, too
+# late makes tasks wait.
+RUN_LATENCY = 30.0
+# Refresh once two thirds of the lifetime is left, at the latest: even a few missed runs
+# (scheduler restart, busy pool) then leave tasks their margin.
+EARLY_FRACTION = 2 / 3
+
+
+def refresh_threshold(lifetime: float | None, interval: float, *, task_min_ttl: float | None = None) -> float:
+    """Seconds of access-token life below which the refresh DAG refreshes.
+
+    Tasks refresh (or, in single-writer mode, wait for this DAG) when the token has less
+    than ``effective_min_ttl(min_ttl, lifetime)`` left: the connection's ``min_ttl``
+    (default 300 s), capped at half the lifetime. So no task ever asks for more than half.
+    Between two checks of this DAG up to ``interval + RUN_LATENCY`` seconds pass; a
+    refresh DAG that leaves more than ``lifetime / 2 + interval + RUN_LATENCY`` after each
+    check therefore never lets a task see a token it would not use, whatever ``min_ttl``
+    the connection or a hook asks for. Two thirds of the lifetime is the floor on top,
+    so a missed run or two still does not reach the tasks.
+
+    For AAC's observed 5-minute tokens and a 1-minute schedule that is 240 s (a refresh
+    every one or two runs); for 1-hour tokens, 2400 s (one refresh in about 20 minutes).
+    A threshold at or above the lifetime means every run refreshes, which is right when
+    runs are rare compared with the lifetime.
+
+    This cannot be passed to ``TokenManager`` as a ``min_ttl``: ``effective_min_ttl``
+    clips every ``min_ttl`` to half the lifetime, exactly the point where tasks start
+    asking too. The refresh operator decides itself and then forces the refresh, which the
+    token manager still performs only if nobody stored a newer generation meanwhile.
+
+    With an unknown lifetime (no ``expires_in`` recorded and no ``exp``/``iat`` claims),
+    nothing is capped: stay one interval ahead of what tasks ask for.
+    """
+    if lifetime is None or lifetime <= 0:
+        return effective_min_ttl(task_min_ttl, None) + interval + RUN_LATENCY
+    return max(lifetime * EARLY_FRACTION, lifetime / 2 + interval + RUN_LATENCY)
+
+
 def seconds_left(state: TokenState, claims: AccessTokenClaims | None, now: float) -> float:
     """Seconds the stored access token still works; unknown expiry counts as expired."""
     expires_at = state.expires_at(claims)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -30,62 +29,24 @@ from airflow.sdk import DAG
 
 from airflow_provider_aac.core.errors import AACConfigError
 from airflow_provider_aac.core.token_health import check_thresholds
-from airflow_provider_aac.core.token_state import effective_min_ttl, seconds_left
-from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
 from airflow_provider_aac.tokens.connection import (
     DEFAULT_CONN_ID,
     DEFAULT_REFRESH_DAG_ID,
-    RefreshMode,
-    refuse_unwritable,
 )
-from airflow_provider_aac.tokens.manager import RefreshOutcome
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    pass
 
 DEFAULT_POOL = "aac_token_refresh"
 DEFAULT_SCHEDULE = timedelta(minutes=1)
 DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
-# Seconds from a scheduled time to the refresh task's check: a scheduler loop, queueing,
-# starting the task process. Generous on purpose: too early costs one extra refresh, too
-# late makes tasks wait.
-RUN_LATENCY = 30.0
-# Refresh once two thirds of the lifetime is left, at the latest: even a few missed runs
-# (scheduler restart, busy pool) then leave tasks their margin.
-EARLY_FRACTION = 2 / 3
+# Far longer than a refresh can take (token endpoint lease 110 s, lock wait, REST retries),
+# so it never cuts one short; short enough that a run stuck in a missing pool fails and
+# alerts instead of blocking every later run (max_active_runs=1) in silence.
+DAGRUN_TIMEOUT = timedelta(minutes=15)
 POOL_COMMAND = 'airflow pools set {pool} 1 "AAC token refresh"'
-
-
-def refresh_threshold(lifetime: float | None, interval: float, *, task_min_ttl: float | None = None) -> float:
-    """Seconds of access-token life below which the refresh DAG refreshes.
-
-    Tasks refresh (or, in single-writer mode, wait for this DAG) when the token has less
-    than ``effective_min_ttl(min_ttl, lifetime)`` left: the connection's ``min_ttl``
-    (default 300 s), capped at half the lifetime. So no task ever asks for more than half.
-    Between two checks of this DAG up to ``interval + RUN_LATENCY`` seconds pass; a
-    refresh DAG that leaves more than ``lifetime / 2 + interval + RUN_LATENCY`` after each
-    check therefore never lets a task see a token it would not use, whatever ``min_ttl``
-    the connection or a hook asks for. Two thirds of the lifetime is the floor on top,
-    so a missed run or two still does not reach the tasks.
-
-    For AAC's observed 5-minute tokens and a 1-minute schedule that is 240 s (a refresh
-    every one or two runs); for 1-hour tokens, 2400 s (one refresh in about 20 minutes).
-    A threshold at or above the lifetime means every run refreshes, which is right when
-    runs are rare compared with the lifetime.
-
-    This cannot be passed to ``TokenManager`` as a ``min_ttl``: ``effective_min_ttl``
-    clips every ``min_ttl`` to half the lifetime, exactly the point where tasks start
-    asking too. The operator below decides itself and then forces the refresh, which the
-    token manager still performs only if nobody stored a newer generation meanwhile.
-
-    With an unknown lifetime (no ``expires_in`` recorded and no ``exp``/``iat`` claims),
-    nothing is capped: stay one interval ahead of what tasks ask for.
-    """
-    if lifetime is None or lifetime <= 0:
-        return effective_min_ttl(task_min_ttl, None) + interval + RUN_LATENCY
-    return max(lifetime * EARLY_FRACTION, lifetime / 2 + interval + RUN_LATENCY)
 
 
 def schedule_interval_seconds(schedule: Any) -> float | None:
@@ -105,77 +66,6 @@ def schedule_interval_seconds(schedule: Any) -> float | None:
         times = [it.get_next(float) for _ in range(200)]
         return max(b - a for a, b in itertools.pairwise(times))
     return None
-
-
-class AACScheduledRefreshOperator(AACRefreshTokenOperator):
-    """The refresh DAG's writer: refreshes when the token is below the DAG's own threshold.
-
-    Unlike its base class, ``min_ttl`` here is not capped at half the lifetime (see
-    :func:`refresh_threshold`); when None, the threshold follows the token's lifetime and
-    ``run_interval``. A fresh token is left alone, and that decision is logged with the
-    numbers behind it.
-
-    :param run_interval: the longest gap between runs of this task, in seconds (None: unknown).
-    """
-
-    def __init__(self, *, run_interval: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.run_interval = run_interval
-
-    def execute(self, context: Context) -> dict[str, object]:
-        hook = AACHook(self.aac_conn_id)
-        manager = hook.tokens
-        config, state = manager.read()
-        mode = manager.mode(config)
-        claims = state.claims(conn_id=self.aac_conn_id)
-        lifetime = state.lifetime(claims)
-        left = seconds_left(state, claims, time.time())
-        interval = self.run_interval or 0.0
-        if self.min_ttl is not None:
-            threshold = float(self.min_ttl)
-        else:
-            threshold = refresh_threshold(lifetime, interval, task_min_ttl=config.min_ttl)
-        if lifetime and self.run_interval and lifetime / 2 < self.run_interval + RUN_LATENCY:
-            self.log.warning(
-                "AAC access tokens live %.0f s, but this DAG runs only every %.0f s: tasks may wait for "
-                "a refresh. Schedule the refresh DAG more often (every %.0f s at most).",
-                lifetime,
-                self.run_interval,
-                max(lifetime / 2 - RUN_LATENCY, 1.0),
-            )
-        if self.force or left < threshold:
-            outcome = manager.refresh(force=True, as_writer=True)
-        else:
-            self._check_writable(config, mode)
-            outcome = RefreshOutcome(
-                conn_id=self.aac_conn_id,
-                mode=mode.value,
-                generation=state.generation,
-                refreshed=False,
-                access_expires_at=state.expires_at(claims),
-            )
-        self.log.info(
-            "AAC connection %r: access token had %s left; this DAG refreshes below %.0f s. %s",
-            self.aac_conn_id,
-            "no known time" if math.isinf(left) else f"{left:.0f} s",
-            threshold,
-            f"Stored generation {outcome.generation}." if outcome.refreshed else "No refresh needed.",
-        )
-        summary = outcome.as_dict()
-        summary["seconds_left"] = None if math.isinf(left) else round(left, 3)
-        summary["refresh_below"] = round(threshold, 3)
-        return summary
-
-    def _check_writable(self, config: Any, mode: RefreshMode) -> None:
-        """Fail on the first run, not on the first refresh, when a refresh could not be stored."""
-        refuse_unwritable(self.aac_conn_id)
-        if mode in (RefreshMode.LOCK, RefreshMode.SINGLE_WRITER) and not config.airflow_api_conn_id:
-            raise AACConfigError(
-                f"Connection {self.aac_conn_id!r} is refreshed from a worker ({mode.value} mode), which stores "
-                "the new pair through Airflow's REST API, but it has no 'airflow_api_conn_id'. Create an http "
-                "connection to the api-server (host http://<api-server>:8080, login and password of a user "
-                "allowed to edit connections) and name it in the extra."
-            )
 
 
 def create_refresh_dag(
@@ -199,12 +89,14 @@ def create_refresh_dag(
       ever overlap, even when a run is slow or someone triggers one by hand;
     - ``catchup=False``: missed intervals are worth nothing, only the next check is;
     - every minute by default, because AAC's access tokens may live only 5 minutes;
-    - refreshes below :func:`refresh_threshold` (or ``refresh_min_ttl`` seconds), which
+    - refreshes below :func:`~airflow_provider_aac.core.token_state.refresh_threshold` (or ``refresh_min_ttl`` seconds), which
       stays ahead of every task's own margin so tasks never wait;
     - created unpaused: in single-writer mode nothing else refreshes, and a paused
       refresh DAG would leave tasks waiting until the chain expires;
     - no retries: the next scheduled run is the retry, and a health failure must not be
       repeated into silence;
+    - a 15-minute ``dagrun_timeout``: a run that cannot start (say, its pool is missing)
+      fails, so alerts fire, instead of blocking all later runs without a word;
     - the two tasks are independent leaves, so either failing fails the run (Airflow
       judges a run by its leaves) and the health check runs even when a refresh fails.
 
@@ -243,13 +135,14 @@ def create_refresh_dag(
         start_date=start_date,
         catchup=False,
         max_active_runs=1,
+        dagrun_timeout=DAGRUN_TIMEOUT,
         is_paused_upon_creation=False,
         default_args={"retries": 0},
         tags=list(tags),
         description=f"Keeps the AAC token chain of connection {aac_conn_id!r} alive and watched.",
         doc_md=_doc(aac_conn_id, pool, warn_days, fail_days),
     ) as dag:
-        AACScheduledRefreshOperator(
+        AACRefreshTokenOperator(
             task_id="refresh_token",
             aac_conn_id=aac_conn_id,
             min_ttl=refresh_min_ttl,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse, validate_api_path
 from airflow_provider_aac.core.errors import AACConfigError, AACError
+from airflow_provider_aac.core.token_state import RUN_LATENCY, refresh_threshold, seconds_left
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
 from airflow_provider_aac.runs import (
@@ -472,14 +474,20 @@ class AACApiOperator(BaseOperator):
 
 
 class AACRefreshTokenOperator(BaseOperator):
-    """Refresh the connection's token pair if it is close to expiry (or now, with ``force``).
+    """Refresh the connection's token pair ahead of need (or now, with ``force``).
 
     The single writer of single-writer mode: run it only from the shipped refresh DAG (one
-    active run, a one-slot pool), never from several DAGs at once. Returns what the refresh
-    did, without any token.
+    active run, a one-slot pool), never from several DAGs at once. Its threshold is not
+    capped at half the token's lifetime as a task's ``min_ttl`` is: it must refresh before
+    tasks start to need a refresh, or in single-writer mode they would wait for it. Below
+    the threshold it forces a refresh, which the token manager still skips if another
+    process stored a newer generation meanwhile. Returns what it did, without any token.
 
-    :param min_ttl: refresh when the access token has fewer seconds left (default: the connection's).
+    :param min_ttl: refresh when the access token has fewer seconds left (default:
+        :func:`~airflow_provider_aac.core.token_state.refresh_threshold` of the token's
+        lifetime and ``run_interval``).
     :param force: refresh even if the access token is fresh.
+    :param run_interval: the longest gap between runs of this task, in seconds, if known.
     """
 
     template_fields: Sequence[str] = ("aac_conn_id",)
@@ -491,17 +499,47 @@ class AACRefreshTokenOperator(BaseOperator):
         aac_conn_id: str = DEFAULT_CONN_ID,
         min_ttl: float | None = None,
         force: bool = False,
+        run_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.aac_conn_id = aac_conn_id
         self.min_ttl = min_ttl
         self.force = force
+        self.run_interval = run_interval
 
     def execute(self, context: Context) -> dict[str, object]:
-        outcome = AACHook(self.aac_conn_id).tokens.refresh(
-            force=self.force, min_ttl=self.min_ttl, as_writer=True
+        manager = AACHook(self.aac_conn_id).tokens
+        config, state = manager.read()
+        claims = state.claims(conn_id=self.aac_conn_id)
+        lifetime = state.lifetime(claims)
+        left = seconds_left(state, claims, time.time())
+        threshold = (
+            float(self.min_ttl)
+            if self.min_ttl is not None
+            else refresh_threshold(lifetime, self.run_interval or 0.0, task_min_ttl=config.min_ttl)
+        )
+        if lifetime and self.run_interval and lifetime / 2 < self.run_interval + RUN_LATENCY:
+            self.log.warning(
+                "AAC access tokens live %.0f s, but this task runs only every %.0f s: tasks may wait for "
+                "a refresh. Schedule it more often (every %.0f s at most).",
+                lifetime,
+                self.run_interval,
+                max(lifetime / 2 - RUN_LATENCY, 1.0),
+            )
+        if self.force or left < threshold:
+            outcome = manager.refresh(force=True, as_writer=True)
+        else:
+            manager.ensure_refreshable(config)
+            outcome = manager.outcome(config, state, refreshed=False)
+        self.log.info(
+            "AAC connection %r: access token had %s left; refreshing below %.1f s. %s",
+            self.aac_conn_id,
+            "no known time" if math.isinf(left) else f"{left:.1f} s",
+            threshold,
+            f"Stored generation {outcome.generation}." if outcome.refreshed else "No refresh needed.",
         )
         summary = outcome.as_dict()
-        self.log.info("AAC token refresh: %s", summary)
+        summary["seconds_left"] = None if math.isinf(left) else round(left, 3)
+        summary["refresh_below"] = round(threshold, 3)
         return summary

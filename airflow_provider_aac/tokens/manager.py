@@ -111,13 +111,22 @@ class TokenManager:
             after = self._refresh(
                 config, min_ttl=wanted, stale_generation=before if force else None, as_writer=as_writer
             )
+        return self.outcome(config, after, refreshed=after.generation != before)
+
+    def outcome(self, config: AACConnectionConfig, state: TokenState, *, refreshed: bool) -> RefreshOutcome:
         return RefreshOutcome(
             conn_id=self.conn_id,
             mode=self.mode(config).value,
-            generation=after.generation,
-            refreshed=after.generation != before,
-            access_expires_at=after.expires_at(after.expiry_claims(conn_id=self.conn_id)),
+            generation=state.generation,
+            refreshed=refreshed,
+            access_expires_at=state.expires_at(state.expiry_claims(conn_id=self.conn_id)),
         )
+
+    def ensure_refreshable(self, config: AACConnectionConfig) -> None:
+        """Fail now, not at the first refresh hours later, when a refresh could not be stored."""
+        refuse_unwritable(self.conn_id)
+        if self.mode(config) in (RefreshMode.LOCK, RefreshMode.SINGLE_WRITER):
+            self._api_conn_id(config)
 
     def replace_rejected(self, rejected_generation: int) -> TokenState:
         """After a 401: refresh unless another process already replaced that generation."""
@@ -183,6 +192,12 @@ class TokenManager:
         return state
 
     def _api_client(self, config: AACConnectionConfig) -> AirflowApiClient:
+        api_conn_id = self._api_conn_id(config)
+        if self._api is None or self._api.api_conn_id != api_conn_id:
+            self._api = AirflowApiClient(api_conn_id, clock=self._clock, sleep=self._sleep)
+        return self._api
+
+    def _api_conn_id(self, config: AACConnectionConfig) -> str:
         api_conn_id = config.airflow_api_conn_id
         if not api_conn_id:
             raise AACConfigError(
@@ -191,9 +206,7 @@ class TokenManager:
                 "connection to the api-server (host http://<api-server>:8080, login and password of a "
                 "user allowed to edit connections) and name it in the extra."
             )
-        if self._api is None or self._api.api_conn_id != api_conn_id:
-            self._api = AirflowApiClient(api_conn_id, clock=self._clock, sleep=self._sleep)
-        return self._api
+        return api_conn_id
 
     def _wait_for_publication(
         self, config: AACConnectionConfig, min_ttl: float | None, stale_generation: int | None

@@ -591,7 +591,15 @@ def test_dag_end_to_end_xcoms_and_links(e2e: dict[str, Any]) -> None:
     assert xcoms["broken"]["run_url"].endswith(f"/{xcoms['broken']['run_id']}")
     outcome = xcoms["refresh"]["return_value"]
     assert outcome["refreshed"] is True and outcome["mode"] == "metadata_db"
-    assert set(outcome) == {"conn_id", "mode", "generation", "refreshed", "access_expires_at"}
+    assert set(outcome) == {
+        "conn_id",
+        "mode",
+        "generation",
+        "refreshed",
+        "access_expires_at",
+        "seconds_left",
+        "refresh_below",
+    }
 
 
 def test_dag_end_to_end_tokens_refreshed_mid_wait_and_never_shown(e2e: dict[str, Any]) -> None:
