@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,8 +31,9 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until, start_api_server  # noqa: E402
+from airflow_provider_aac.testing.airflow_env import AirflowHome, start_api_server  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.race_worker import call_span, race  # noqa: E402
 
 ACCESS_TTL = 4.0
 MIN_TTL = 1.0
@@ -128,7 +128,6 @@ def naive_race(callers: int, seconds: float) -> dict[str, Any]:
         "callers": callers,
         "calls": counts["ok"] + counts["failed"],
         "failed": counts["failed"],
-        "elapsed": seconds,
         "refreshes": stats["refreshes"],
         "minimum": math.floor(seconds / (ACCESS_TTL - MIN_TTL)),
         "reuses": stats["reuses"],
@@ -140,48 +139,26 @@ def concurrent_refreshes(
     home: AirflowHome, extra: dict[str, Any], callers: int, seconds: float, workdir: Path
 ) -> dict[str, Any]:
     processes = min(callers, 8)
-    threads = callers // processes
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
-        pair = sim.mint_pair()
         conn_id = f"bench_{callers}_{int(time.time() * 1000)}"
-        home.add_connection(
+        home.add_aac_connection(conn_id, sim, **extra)
+        results = race(
+            home,
             conn_id,
-            "aac",
-            host=sim.base_url,
-            extra={"access_token": pair["access_token"], "refresh_token": pair["refresh_token"], **extra},
+            workdir,
+            processes=processes,
+            threads=callers // processes,
+            calls=max(1, int(seconds * 2)),
+            duration=seconds,
+            before_start=sim.reset_stats,
         )
-        go = workdir / f"{conn_id}.go"
-        calls = max(1, int(seconds * 2))
-        command = [
-            sys.executable, "-m", "tests.support.race_worker", "--conn-id", conn_id, "--calls", str(calls),
-            "--threads", str(threads), "--duration", str(seconds), "--go-file", str(go),
-        ]  # fmt: skip
-        env = home.env(_AIRFLOW_PROCESS_CONTEXT="server")
-        workers = [
-            subprocess.Popen(
-                command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            for _ in range(processes)
-        ]
-        poll_until(
-            lambda: len(list(workdir.glob(f"{conn_id}.go.ready.*"))) == processes or None,
-            timeout=180,
-            interval=0.05,
-            what="bench workers ready",
-        )
-        sim.reset_stats()
-        go.touch()
-        results = [json.loads(w.communicate(timeout=600)[0].strip().splitlines()[-1]) for w in workers]
         stats = sim.stats()
-    elapsed = max(r["seconds"] for r in results)
-    span = max(r["last"] for r in results) - min(r["first"] for r in results)
     return {
         "callers": callers,
         "calls": sum(r["ok"] for r in results),
         "failed": sum(r["failed"] for r in results),
-        "elapsed": elapsed,
         "refreshes": stats["refreshes"],
-        "minimum": math.floor(span / (ACCESS_TTL - MIN_TTL)),
+        "minimum": math.floor(call_span(results) / (ACCESS_TTL - MIN_TTL)),
         "reuses": stats["reuses"],
         "invalid_grant": stats["invalid_grant"],
     }

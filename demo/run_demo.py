@@ -38,22 +38,12 @@ def prepare(home: AirflowHome, sim: AACSimulator) -> None:
     for source in (DEMO_DIR / "dags").glob("*.py"):
         shutil.copy(source, home.dags_folder)
     home.migrate()
-    pair = sim.mint_pair()
     home.add_connection(
         "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
     )
     deadline = (datetime.now(timezone.utc) + timedelta(days=30)).date().isoformat()
-    home.add_connection(
-        "aac_default",
-        "aac",
-        host=sim.base_url,
-        extra={
-            "access_token": pair["access_token"],
-            "refresh_token": pair["refresh_token"],
-            "airflow_api_conn_id": "airflow_api",
-            "min_ttl": 5,
-            "refresh_expires_at": deadline,
-        },
+    home.add_aac_connection(
+        "aac_default", sim, airflow_api_conn_id="airflow_api", min_ttl=5, refresh_expires_at=deadline
     )
     home.run_cli("pools", "set", POOL, "1", "AAC token refresh: one writer at a time")
 

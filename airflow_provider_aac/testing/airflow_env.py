@@ -62,6 +62,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from cryptography.fernet import Fernet, MultiFernet
 
+from airflow_provider_aac.testing.simulator import AACSimulator
+
 Backend = Literal["postgres", "sqlite"]
 T = TypeVar("T")
 
@@ -581,6 +583,16 @@ class AirflowHome:
         if extra is not None:
             args += ["--conn-extra", json.dumps(dict(extra))]
         self.run_cli(*args)
+
+    def add_aac_connection(self, conn_id: str, simulator: AACSimulator, **extra: Any) -> None:
+        """An ``aac`` connection holding a pair freshly minted by ``simulator``, plus ``extra``.
+
+        The tokens go straight from the simulator into the connection, so a test never
+        holds, prints or commits one.
+        """
+        pair = simulator.mint_pair()
+        tokens = {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"]}
+        self.add_connection(conn_id, "aac", host=simulator.base_url, extra={**tokens, **extra})
 
     def delete_connection(self, conn_id: str) -> None:
         self.run_cli("connections", "delete", conn_id)

@@ -73,18 +73,22 @@ class AACConnectionConfig:
 
     @property
     def min_ttl(self) -> float | None:
-        raw = self.extra.get("min_ttl")
+        return self.seconds("min_ttl")
+
+    def seconds(self, key: str) -> float | None:
+        """An optional, non-negative number of seconds from the extra."""
+        raw = self.extra.get(key)
         if raw in (None, ""):
             return None
         try:
             value = float(raw)
         except (TypeError, ValueError):
             raise AACConfigError(
-                f"Connection {self.conn_id!r} has min_ttl {raw!r}; it must be a number of seconds."
+                f"Connection {self.conn_id!r} has {key} {raw!r}; it must be a number of seconds."
             ) from None
         if not math.isfinite(value) or value < 0:
             raise AACConfigError(
-                f"Connection {self.conn_id!r} has min_ttl {raw!r}; use a number of seconds >= 0."
+                f"Connection {self.conn_id!r} has {key} {raw!r}; use a number of seconds >= 0."
             )
         return value
 

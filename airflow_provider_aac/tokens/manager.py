@@ -90,7 +90,7 @@ class TokenManager:
         """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed."""
         config, state = self.read()
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        if is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), wanted):
+        if self._is_fresh(state, wanted):
             return config, state
         return config, self._refresh(config, min_ttl=wanted, stale_generation=None, as_writer=False)
 
@@ -105,13 +105,16 @@ class TokenManager:
         config, state = self.read()
         before = state.generation
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        if not force and is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), wanted):
+        if not force and self._is_fresh(state, wanted):
             after = state
         else:
             after = self._refresh(
                 config, min_ttl=wanted, stale_generation=before if force else None, as_writer=as_writer
             )
         return self.outcome(config, after, refreshed=after.generation != before)
+
+    def _is_fresh(self, state: TokenState, min_ttl: float | None) -> bool:
+        return is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), min_ttl)
 
     def outcome(self, config: AACConnectionConfig, state: TokenState, *, refreshed: bool) -> RefreshOutcome:
         return RefreshOutcome(
@@ -216,7 +219,7 @@ class TokenManager:
         self._request_refresh_run(config)
         budget = self._publish_wait
         if budget is None:
-            budget = float(config.extra.get("publish_wait") or DEFAULT_PUBLISH_WAIT)
+            budget = config.seconds("publish_wait") or DEFAULT_PUBLISH_WAIT
         deadline = self._clock() + budget
         log.info(
             "AAC connection %r: waiting up to %.0f s for the refresh DAG %r to publish a fresh token.",
@@ -225,9 +228,8 @@ class TokenManager:
             config.refresh_dag_id,
         )
         while True:
-            claims = state.expiry_claims(conn_id=self.conn_id)
             published = stale_generation is None or state.generation != stale_generation
-            if published and is_fresh(state, claims, self._clock(), min_ttl):
+            if published and self._is_fresh(state, min_ttl):
                 return state
             if self._clock() >= deadline:
                 break

@@ -1,9 +1,11 @@
-"""One racing OS process: many AAC calls through one shared ``aac`` connection.
+"""Racing OS processes: many AAC calls through one shared ``aac`` connection.
 
-Started by the race tests and the benchmark with an Airflow home's environment. It waits
-for a start signal (a file appearing) so that all processes hit the first expiry
-together, then makes its calls through ``AACHook.request`` (threads share nothing but
-the connection), and prints one JSON line of counts. It never prints a token.
+``race()`` starts the processes (this module run as a script, with an Airflow home's
+environment as a server process), releases them together once all are ready, and
+collects their counts. Each process waits for the start signal (a file appearing) so
+that all of them hit the first expiry together, makes its calls through
+``AACHook.request`` (threads share nothing but the connection), and prints one JSON line
+of counts. Nothing prints a token.
 """
 
 from __future__ import annotations
@@ -11,11 +13,67 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def race(
+    home: AirflowHome,
+    conn_id: str,
+    workdir: Path,
+    *,
+    processes: int,
+    calls: int,
+    duration: float,
+    threads: int = 1,
+    before_start: Callable[[], None] = lambda: None,
+) -> list[dict[str, Any]]:
+    """Run ``processes`` x ``threads`` callers; ``before_start`` runs once all are ready."""
+    go = workdir / f"{conn_id}.go"
+    command = [
+        sys.executable, "-m", "tests.support.race_worker", "--conn-id", conn_id, "--calls", str(calls),
+        "--threads", str(threads), "--duration", str(duration), "--go-file", str(go),
+    ]  # fmt: skip
+    env = home.env(_AIRFLOW_PROCESS_CONTEXT="server")
+    workers = [
+        subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(processes)
+    ]
+    try:
+        poll_until(
+            lambda: len(list(workdir.glob(f"{go.name}.ready.*"))) == processes or None,
+            timeout=180,
+            interval=0.05,
+            what="racing processes to be ready",
+        )
+        before_start()
+        go.touch()
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    results = []
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert out.strip(), f"racing process {worker.pid} printed nothing; stderr:\n{err[-3000:]}"
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def call_span(results: list[dict[str, Any]]) -> float:
+    """Seconds between the first and the last call of all racers: what the lifetimes must cover."""
+    return float(max(r["last"] for r in results) - min(r["first"] for r in results))
 
 
 def main() -> int:

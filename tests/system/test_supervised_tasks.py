@@ -124,36 +124,17 @@ def cluster(
     (dags / "aac_supervised.py").write_text(DAG_FILE)
     with AirflowHome(backend="postgres", dags_folder=dags) as home:
         home.migrate()
-        pair = simulator.mint_pair()
         home.add_connection(
             "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
         )
         home.add_connection(
             "aac_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
         )
-        home.add_connection(
-            "aac_default",
-            "aac",
-            host=simulator.base_url,
-            extra={
-                "access_token": pair["access_token"],
-                "refresh_token": pair["refresh_token"],
-                "lock_conn_id": "aac_lock",
-                "airflow_api_conn_id": "airflow_api",
-                "min_ttl": 2,
-            },
+        home.add_aac_connection(
+            "aac_default", simulator, lock_conn_id="aac_lock", airflow_api_conn_id="airflow_api", min_ttl=2
         )
-        single = single_writer_simulator.mint_pair()
-        home.add_connection(
-            "aac_single",
-            "aac",
-            host=single_writer_simulator.base_url,
-            extra={
-                "access_token": single["access_token"],
-                "refresh_token": single["refresh_token"],
-                "airflow_api_conn_id": "airflow_api",
-                "min_ttl": 2,
-            },
+        home.add_aac_connection(
+            "aac_single", single_writer_simulator, airflow_api_conn_id="airflow_api", min_ttl=2
         )
         home.run_cli("pools", "set", "aac_single_refresh", "1", "one writer")
         with start_cluster(home) as running:

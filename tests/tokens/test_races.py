@@ -14,20 +14,17 @@ workers must; the run under Airflow's real task supervisor is in tests/system.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, poll_until
+from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.race_worker import call_span, race
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 8
 CALLS = 25
 ACCESS_TTL = 4.0
@@ -68,50 +65,19 @@ def race_home(airflow_pg_home: AirflowHome, airflow_api_server: ApiServer) -> Ai
     return airflow_pg_home
 
 
-def race(
-    home: AirflowHome, sim: AACSimulator, conn_id: str, workdir: Path, processes: int = PROCESSES
+def race_and_count(
+    home: AirflowHome, sim: AACSimulator, conn_id: str, workdir: Path, processes: int
 ) -> dict[str, Any]:
-    """Start the processes, release them together, and collect their counts and the simulator's."""
-    go = workdir / "go"
-    command = [
-        sys.executable,
-        "-m",
-        "tests.support.race_worker",
-        "--conn-id",
+    workers = race(
+        home,
         conn_id,
-        "--calls",
-        str(CALLS),
-        "--duration",
-        str(DURATION),
-        "--go-file",
-        str(go),
-    ]
-    env = home.env(_AIRFLOW_PROCESS_CONTEXT="server")
-    workers = [
-        subprocess.Popen(
-            command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(processes)
-    ]
-    try:
-        poll_until(
-            lambda: len(list(workdir.glob("go.ready.*"))) == processes or None,
-            timeout=120,
-            interval=0.05,
-            what="race workers ready",
-        )
-        sim.reset_stats()
-        go.touch()
-        outputs = [worker.communicate(timeout=300) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-    results = []
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert out.strip(), f"worker {worker.pid} printed nothing; stderr:\n{err[-3000:]}"
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return {"workers": results, "stats": sim.stats()}
+        workdir,
+        processes=processes,
+        calls=CALLS,
+        duration=DURATION,
+        before_start=sim.reset_stats,
+    )
+    return {"workers": workers, "stats": sim.stats()}
 
 
 def assert_chain_survived(
@@ -125,8 +91,7 @@ def assert_chain_survived(
     assert stats["invalid_grant"] == 0
     assert stats["api_unauthorized"] == 0
     assert stats["api_authorized"] == processes * CALLS
-    elapsed = max(w["seconds"] for w in workers)
-    needed = math.ceil(elapsed / (ACCESS_TTL - MIN_TTL))
+    needed = math.ceil(call_span(workers) / (ACCESS_TTL - MIN_TTL))
     assert 1 <= stats["refreshes"] <= needed + 2, (stats["refreshes"], needed)
 
     stored = home.get_connection_extra(conn_id)
@@ -147,37 +112,16 @@ def assert_chain_survived(
 @pytest.mark.parametrize("mode", list(MODES))
 def test_processes_share_one_chain_without_reuse(mode: str, race_home: AirflowHome, tmp_path: Path) -> None:
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
-        pair = sim.mint_pair()
         conn_id = f"aac_race_{mode}"
-        race_home.add_connection(
-            conn_id,
-            "aac",
-            host=sim.base_url,
-            extra={
-                "access_token": pair["access_token"],
-                "refresh_token": pair["refresh_token"],
-                "min_ttl": MIN_TTL,
-                **MODES[mode],
-            },
-        )
-        outcome = race(race_home, sim, conn_id, tmp_path)
+        race_home.add_aac_connection(conn_id, sim, min_ttl=MIN_TTL, **MODES[mode])
+        outcome = race_and_count(race_home, sim, conn_id, tmp_path, PROCESSES)
         assert_chain_survived(race_home, sim, conn_id, outcome, PROCESSES)
 
 
 def test_sqlite_metadata_db_serialises_writers(airflow_sqlite_home: AirflowHome, tmp_path: Path) -> None:
     """SQLite has no row locks; the no-op UPDATE that takes its write lock must do their job."""
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
-        pair = sim.mint_pair()
         conn_id = "aac_race_sqlite"
-        airflow_sqlite_home.add_connection(
-            conn_id,
-            "aac",
-            host=sim.base_url,
-            extra={
-                "access_token": pair["access_token"],
-                "refresh_token": pair["refresh_token"],
-                "min_ttl": MIN_TTL,
-            },
-        )
-        outcome = race(airflow_sqlite_home, sim, conn_id, tmp_path, processes=4)
+        airflow_sqlite_home.add_aac_connection(conn_id, sim, min_ttl=MIN_TTL)
+        outcome = race_and_count(airflow_sqlite_home, sim, conn_id, tmp_path, 4)
         assert_chain_survived(airflow_sqlite_home, sim, conn_id, outcome, 4)
