@@ -7,9 +7,11 @@ task's log is Airflow's structlog output on the captured streams, read as text.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import jwt
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
@@ -22,8 +24,9 @@ except ImportError:  # pragma: no cover - Airflow 3.0
     from airflow.exceptions import AirflowFailException
 
 CONN_ID = "aac_health"
-ACCESS = "eyJhbGciOiJIUzI1NiJ9.eyJzZWNyZXQiOiJhY2Nlc3MifQ.c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
-REFRESH = "refresh-token-that-must-never-be-shown-0123456789"
+# Made at run time, never committed: the health check must not show either of them.
+ACCESS = jwt.encode({"secret": "access"}, secrets.token_hex(16), algorithm="HS256")
+REFRESH = secrets.token_urlsafe(36)
 RENEW = "Generate a new token pair in AAC under Preferences > OAuth 2.0 API Tokens"
 
 
