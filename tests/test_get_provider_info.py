@@ -28,7 +28,9 @@ def test_form_shows_the_tokens_as_secrets_and_the_host_as_the_api_base_url() -> 
     assert behaviour["relabeling"]["host"] == "API base URL"
     assert behaviour["placeholders"]["host"] == "https://us1.alteryxcloud.com"
     assert {"login", "password", "schema", "port"} <= set(behaviour["hidden_fields"])
-    hook = manager.hooks["aac"]
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook = ProvidersManagerTaskRuntime().hooks["aac"]
     assert hook is not None and hook.hook_name == "Alteryx Analytics Cloud"
 
 
