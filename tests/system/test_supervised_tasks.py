@@ -141,19 +141,24 @@ def cluster(
             yield running
 
 
+def run_and_collect_logs(cluster: AirflowCluster, dag_id: str) -> tuple[str, str, str]:
+    """Trigger ``dag_id``, wait for the run to end, and return its id, state and every task log."""
+    run_id = cluster.trigger_dag(dag_id)
+    state = cluster.wait_for_run(dag_id, run_id, timeout=240)
+    logs = "\n".join(
+        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+        for ti in cluster.task_instances(dag_id, run_id)
+    )
+    return run_id, state, logs
+
+
 def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     cluster: AirflowCluster, simulator: AACSimulator
 ) -> None:
     dag_id = "aac_supervised_lock_mode"
     cluster.wait_for_dag(dag_id)
     simulator.reset_stats()
-    run_id = cluster.trigger_dag(dag_id)
-    state = cluster.wait_for_run(dag_id, run_id, timeout=240)
-
-    tasks = cluster.task_instances(dag_id, run_id)
-    logs = "\n".join(
-        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1)) for ti in tasks
-    )
+    run_id, state, logs = run_and_collect_logs(cluster, dag_id)
     assert state == "success", logs[-4000:]
 
     where = cluster.request_ok(
@@ -191,12 +196,7 @@ def test_single_writer_tasks_never_spend_the_refresh_token(
     cluster.wait_for_dag(dag_id)
     cluster.request_ok("PATCH", "/api/v2/dags/aac_single_refresh", json={"is_paused": False})
     sim.reset_stats()
-    run_id = cluster.trigger_dag(dag_id)
-    state = cluster.wait_for_run(dag_id, run_id, timeout=240)
-    tasks = cluster.task_instances(dag_id, run_id)
-    logs = "\n".join(
-        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1)) for ti in tasks
-    )
+    _, state, logs = run_and_collect_logs(cluster, dag_id)
     assert state == "success", logs[-4000:]
     stats = sim.stats()
     assert stats["reuses"] == 0
