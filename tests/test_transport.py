@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +18,7 @@ import pytest
 import requests
 import urllib3
 
-from airflow_provider_aac.core.oauth import TransportFailure
+from airflow_provider_aac.core.oauth import SendWindow, TransportFailure
 from airflow_provider_aac.transport import httpx_was_sent, requests_token_transport, requests_was_sent
 
 SHORT = 0.3
@@ -162,15 +163,16 @@ def test_requests_was_sent_by_error_type(err: requests.RequestException, sent: b
 def test_token_transport_reports_transport_failures_with_the_sent_flag() -> None:
     post = requests_token_transport(requests.Session())
     with pytest.raises(TransportFailure) as refused:
-        post(f"http://127.0.0.1:{closed_port()}/as/token", {"a": "b"}, SHORT)
+        post(f"http://127.0.0.1:{closed_port()}/as/token", {"a": "b"}, SendWindow(SHORT))
     assert refused.value.request_sent is False
     assert str(refused.value) == "ConnectionError"
     with tcp_server("hang_up") as url, pytest.raises(TransportFailure) as hung_up:
-        post(url, {"a": "b"}, SHORT)
+        post(url, {"a": "b"}, SendWindow(SHORT))
     assert hung_up.value.request_sent is True
     with tcp_server("silent") as url, pytest.raises(TransportFailure) as silent:
-        post(url, {"a": "b"}, SHORT)
-    assert silent.value.request_sent is True and str(silent.value) == "ReadTimeout"
+        post(url, {"a": "b"}, SendWindow(SHORT))
+    assert silent.value.request_sent is True
+    assert str(silent.value) == "no complete answer within the 0.3 s this attempt had"
 
 
 def test_token_transport_does_not_follow_redirects() -> None:
@@ -191,11 +193,81 @@ def test_token_transport_does_not_follow_redirects() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        response = requests_token_transport(requests.Session())(url, {"a": "b"}, 5.0)
+        response = requests_token_transport(requests.Session())(url, {"a": "b"}, SendWindow(5.0))
     finally:
         thread.join(5)
         listener.close()
     assert response.status == 302
+
+
+@contextlib.contextmanager
+def dripping_server(interval: float) -> Iterator[tuple[str, list[bytes]]]:
+    """Answers 200 one byte every ``interval`` seconds: no single read waits long."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    received: list[bytes] = []
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def drip(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            received.append(conn.recv(65536))
+            for byte in answer:
+                conn.sendall(bytes([byte]))
+                if stop.wait(interval):
+                    return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/as/token", received
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_token_transport_ends_a_dripped_answer_at_the_attempt_deadline() -> None:
+    """Per-read timeouts never trip on a drip; the attempt's deadline bounds the whole answer."""
+    post = requests_token_transport()
+    with dripping_server(interval=0.05) as (url, _):
+        started = time.monotonic()
+        with pytest.raises(TransportFailure) as cut:
+            post(url, {"a": "b"}, SendWindow(1.0))
+        took = time.monotonic() - started
+        whole = post(url, {"a": "b"}, SendWindow(30.0))
+    assert cut.value.request_sent is True
+    assert str(cut.value) == "no complete answer within the 1.0 s this attempt had"
+    assert 0.9 <= took < 2.0, took
+    assert whole.status == 200 and whole.body == b"{}"
+
+
+def test_token_transport_checks_the_gate_after_connecting_and_before_sending() -> None:
+    post = requests_token_transport()
+    checks: list[str] = []
+
+    def lock_lost() -> None:
+        checks.append("checked")
+        raise RuntimeError("the lock is gone")
+
+    with dripping_server(interval=0.0) as (url, received):
+        with pytest.raises(RuntimeError, match="the lock is gone"):
+            post(url, {"refresh_token": "r"}, SendWindow(5.0, lock_lost))
+        ok = post(url, {"refresh_token": "r"}, SendWindow(5.0, lambda: checks.append("passed")))
+    assert checks == ["checked", "passed"]
+    assert ok.status == 200
+    assert len(received) == 2 and received[0] == b"", "nothing of the refused request reached the server"
 
 
 # --------------------------------------------------------------------------- httpx

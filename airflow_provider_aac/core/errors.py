@@ -6,6 +6,9 @@ AAC's error names, request ids); a token never reaches an exception.
 
 from __future__ import annotations
 
+import copy
+from typing import TypeVar
+
 NEW_PAIR_STEPS = (
     "Generate a new token pair in AAC (Preferences > OAuth 2.0 API Tokens > Generate), "
     "then store it in the connection: airflow connections delete {conn_id} && "
@@ -34,12 +37,32 @@ class AACTransientError(AACError):
     """A failure that may pass: rate limits, 5xx, unreachable hosts. Retries were exhausted."""
 
 
+class AACRefreshOutcomeUnknownError(AACTransientError):
+    """The refresh request may have reached AAC, but no usable answer came back."""
+
+
 class AACStoreError(AACError):
     """The rotated pair could not be read from or written to the Airflow connection."""
 
 
+class AACStoreConflictError(AACStoreError):
+    """The stored pair is not the one this process read or spent: someone else's wins."""
+
+
+class AACStoreUnavailableError(AACStoreError, AACTransientError):
+    """The place the pair lives (Airflow's API, the metadata DB) did not answer; it may be restarting."""
+
+
+class AACPairHeldError(AACStoreError, AACTransientError):
+    """A refresh succeeded but its pair could not be stored in time; it is held for the next refresh."""
+
+
 class AACLockTimeoutError(AACTransientError):
     """Another process held the refresh lock for longer than the bounded wait."""
+
+
+class AACLockUnavailableError(AACTransientError):
+    """The lock backend (PostgreSQL or Redis) did not answer, or the lock was lost before sending."""
 
 
 class AACRefreshNotPublishedError(AACTransientError):
@@ -72,3 +95,21 @@ class AACNotFoundError(AACApiError):
 def new_pair_hint(conn_id: str) -> str:
     """The steps a user takes when the token chain is dead, ready to copy."""
     return NEW_PAIR_STEPS.format(conn_id=conn_id)
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def reworded(err: E, message: str) -> E:
+    """The same error with another message; every other field (status, AAC's names, request id) kept."""
+    new = copy.copy(err)
+    new.args = (message,)
+    return new
+
+
+REJECTED_FRESH_TOKEN_HINT = (
+    "AAC rejected an access token that was issued {age:.0f} s ago, so its age is not the problem and it "
+    "was not replaced again (that would only rotate the chain). A 401 on a fresh token usually means the "
+    "token's user was disabled or lost access, the token belongs to another workspace than {base_url}, or "
+    "an admin revoked the token family; check the user in AAC, then generate a new pair if needed."
+)

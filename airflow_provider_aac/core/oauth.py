@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.core.errors import (
     AACClientRejectedError,
     AACConfigError,
+    AACRefreshOutcomeUnknownError,
     AACTokenChainBrokenError,
     AACTransientError,
     new_pair_hint,
@@ -26,6 +27,9 @@ from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 
 RETRYABLE_TOKEN_STATUSES = frozenset({429, 503})
 DEFAULT_BACKOFF = Backoff()
+# An attempt with less time than this left would most likely be cut off before AAC's
+# answer arrives, which loses the pair if AAC acted on it: better not to send at all.
+MIN_ATTEMPT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,26 @@ class TransportFailure(Exception):
         self.request_sent = request_sent
 
 
+def _always_allowed() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """How long one attempt may take, and the last check before the token leaves the process.
+
+    ``seconds`` bounds the whole exchange (DNS, connect, send and the complete answer),
+    not each read. ``before_send`` runs once the connection is open and nothing has been
+    written yet; it raises when this process can no longer be sure it is the only one
+    allowed to spend the token (its lock is gone, its lease too short).
+    """
+
+    seconds: float
+    before_send: Callable[[], None] = _always_allowed
+
+
 class TokenTransport(Protocol):
-    def __call__(self, url: str, form: Mapping[str, str], timeout: float) -> RawResponse: ...
-
-
-class AACRefreshOutcomeUnknownError(AACTransientError):
-    """The refresh request may have reached AAC, but no usable answer came back."""
+    def __call__(self, url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse: ...
 
 
 @dataclass(frozen=True)
@@ -153,18 +171,35 @@ def request_refresh(
     refresh_token: str,
     *,
     conn_id: str,
-    timeout: float = 30.0,
-    backoff: Backoff = DEFAULT_BACKOFF,
+    deadline: float,
+    clock: Callable[[], float],
     sleep: Callable[[float], None],
+    backoff: Backoff = DEFAULT_BACKOFF,
+    before_send: Callable[[], None] = _always_allowed,
 ) -> TokenGrant:
-    """POST the refresh; retry only where the token cannot have been spent."""
+    """POST the refresh; retry only where the token cannot have been spent.
+
+    Every attempt, and every wait between attempts, ends before ``deadline`` (by
+    ``clock``): the caller's exclusive right to spend the token lasts no longer. Once an
+    attempt is sent, its answer is waited for until then, since abandoning it loses the
+    new pair if AAC acted on the request.
+    """
     form = refresh_form(refresh_token, endpoint.client_id)
     earlier: list[str] = []
     attempt = 0
     while True:
         attempt += 1
+        left = deadline - clock()
+        if left < MIN_ATTEMPT_SECONDS:
+            raise AACTransientError(
+                f"Not refreshing connection {conn_id!r}: its refresh lease leaves {max(left, 0.0):.1f} s, too "
+                "little for AAC's answer to arrive"
+                + (f" (the token endpoint {', then '.join(earlier)})" if earlier else "")
+                + ". The refresh token was not sent; try again."
+            )
         try:
-            grant = interpret_token_response(transport(endpoint.url, form, timeout), conn_id=conn_id)
+            answer = transport(endpoint.url, form, SendWindow(left, before_send))
+            grant = interpret_token_response(answer, conn_id=conn_id)
         except TransportFailure as failure:
             if failure.request_sent:
                 raise AACRefreshOutcomeUnknownError(
@@ -172,7 +207,7 @@ def request_refresh(
                     f"answer came back ({failure}). AAC may have rotated the token; it is not sent "
                     "again now. The next refresh will tell whether the chain survived."
                 ) from None
-            delay = backoff.delay(attempt)
+            delay = _delay_within(backoff.delay(attempt), deadline, clock)
             if delay is None:
                 raise AACTransientError(
                     f"Cannot reach AAC's token endpoint {endpoint.url} for connection {conn_id!r} after "
@@ -180,14 +215,14 @@ def request_refresh(
                     "token was not spent."
                 ) from None
             earlier.append(f"could not connect ({failure})")
-        except _RetryableAnswer as answer:
-            delay = backoff.delay(attempt, answer.retry_after)
+        except _RetryableAnswer as answer_error:
+            delay = _delay_within(backoff.delay(attempt, answer_error.retry_after), deadline, clock)
             if delay is None:
                 raise AACTransientError(
-                    f"AAC's token endpoint kept answering {answer.status} for connection {conn_id!r} "
+                    f"AAC's token endpoint kept answering {answer_error.status} for connection {conn_id!r} "
                     f"({attempt} attempts). Try again later; the refresh token was not spent."
                 ) from None
-            earlier.append(f"answered {answer.status}")
+            earlier.append(f"answered {answer_error.status}")
         except AACTokenChainBrokenError as err:
             if earlier:
                 raise AACTokenChainBrokenError(
@@ -198,6 +233,13 @@ def request_refresh(
         else:
             return grant
         sleep(delay)
+
+
+def _delay_within(delay: float | None, deadline: float, clock: Callable[[], float]) -> float | None:
+    """The backoff delay, or None when the attempt after it could not finish before ``deadline``."""
+    if delay is None or clock() + delay + MIN_ATTEMPT_SECONDS > deadline:
+        return None
+    return delay
 
 
 def _json_object(response: RawResponse) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""The refresh algorithm: spend the refresh token once, persist the new pair first.
+"""The refresh algorithm: spend the refresh token once, never lose what comes back.
 
 Two shapes, one set of steps:
 
@@ -7,11 +7,19 @@ Two shapes, one set of steps:
 - ``with_lease``: for the metadata DB. A short transaction that locks the connection row
   claims the refresh by writing an in-flight marker with a lease and commits, the token
   request runs with no row lock held, and a second short transaction stores the result.
-  Other processes that see a live marker wait for the new generation instead of
-  refreshing. This keeps row locks off the network path and leaves a committed marker
-  behind if the process dies mid-refresh, so the next refresh can say what happened.
 
-Both re-read the state once they are exclusive and refresh only if it is still needed.
+The steps, each a promise to the user:
+
+1. Settle: a pair held back from an earlier refresh is stored first; a chain recorded
+   dead fails at once, without presenting its token again.
+2. Claim: an in-flight marker with a lease, written before anything is sent. Others
+   honour it until its end plus a clock-skew margin (and a grace for a holder still
+   retrying its store), and the holder stops sending that margin before its end.
+3. Spend: one attempt at a time, each with a hard deadline inside the lease, the lock
+   checked again just before the token leaves the process. Termination signals wait.
+4. Keep: the answer is held in every rescue place, then stored, retrying for minutes,
+   over whatever else changed in the extra, as long as the stored refresh token is still
+   the one spent.
 """
 
 from __future__ import annotations
@@ -23,56 +31,85 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from airflow_provider_aac.core.errors import (
+    AACConfigError,
     AACError,
+    AACPairHeldError,
+    AACRefreshOutcomeUnknownError,
+    AACStoreConflictError,
     AACStoreError,
+    AACStoreUnavailableError,
     AACTokenChainBrokenError,
     AACTransientError,
+    new_pair_hint,
 )
 from airflow_provider_aac.core.oauth import (
-    AACRefreshOutcomeUnknownError,
+    TokenEndpoint,
     TokenGrant,
     TokenTransport,
     request_refresh,
     resolve_token_endpoint,
 )
+from airflow_provider_aac.core.rescue import HeldPair, Rescue
 from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.signals import signals_deferred
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
+    DeadChain,
     InFlight,
     TokenState,
     Version,
     fingerprint,
     is_fresh,
+    utc_iso,
 )
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENDPOINT_BACKOFF = Backoff(attempts=3, base=0.5, cap=5.0, max_retry_after=20.0)
+DEFAULT_LEASE = 60.0
+# The most two machines' clocks may disagree: a holder stops this long before its lease
+# ends, and a taker waits this long after it, so that up to twice this much skew is safe.
+MAX_LEASE_SKEW = 15.0
+STORE_PATIENCE = 600.0
+STORE_BACKOFF = Backoff(attempts=1_000_000, base=0.5, cap=15.0)
+# Past its lease, a holder retries its store at least this often...
+STORE_RETRY_PAST_LEASE = 2.0
+# ...so a marker whose lease has ended is taken over only after it was seen ended for a
+# few of those retries: its holder may be alive, storing after an outage longer than the lease.
+TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
+
+Extra = dict[str, Any]
+Change = Callable[[TokenState, Extra], Extra]
 
 
 class TokenStore(Protocol):
     """Where one connection's token state lives, seen from inside an exclusive section."""
 
-    def read(self) -> tuple[TokenState, dict[str, Any]]:
+    def read(self) -> tuple[TokenState, Extra]:
         """The current state and the whole extra, read fresh."""
 
-    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
-        """Persist ``extra``; refuse unless the stored state is still ``expected`` (see check_version)."""
+    def update(self, expected: Version, change: Change) -> Extra:
+        """Re-read, refuse unless ``expected`` still holds (see check_version), write ``change(state, extra)``."""
 
     def check_writable(self) -> None:
         """Raise unless a write will be what every reader sees; called before the token is spent."""
 
 
 Section = Callable[[], AbstractContextManager[TokenStore]]
+Guard = Callable[[], None]
+
+
+def no_guard() -> None:
+    return None
 
 
 @contextmanager
-def _reuse(store: TokenStore) -> Iterator[TokenStore]:
-    """The section we are already in, for steps that otherwise open their own."""
+def within(store: TokenStore) -> Iterator[TokenStore]:
+    """A section that is a store already held exclusively, for steps that otherwise open their own."""
     yield store
 
 
@@ -89,37 +126,51 @@ class Refresher:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     identity: str = field(default_factory=process_identity)
-    token_timeout: float = 20.0
+    lease: float = DEFAULT_LEASE
     backoff: Backoff = TOKEN_ENDPOINT_BACKOFF
     poll_interval: float = 0.2
+    store_patience: float = STORE_PATIENCE
+    takeover_grace: float = TAKEOVER_GRACE
+    rescue: Rescue = field(default_factory=Rescue)
+    _ended_leases_seen: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     @property
-    def lease(self) -> float:
-        """Longest a refresh can take: every attempt timing out plus the longest waits between."""
-        return self.backoff.attempts * self.token_timeout + (self.backoff.attempts - 1) * (
-            self.backoff.max_retry_after + self.backoff.cap
-        )
+    def skew_margin(self) -> float:
+        return min(MAX_LEASE_SKEW, self.lease / 6)
+
+    @property
+    def max_wait(self) -> float:
+        """Longest a caller waits for another holder: its whole lease, both margins and the grace."""
+        return self.lease + 2 * self.skew_margin + self.takeover_grace
 
     def under_lock(
-        self, section: Section, *, min_ttl: float | None, stale_generation: int | None = None
+        self,
+        section: Section,
+        *,
+        min_ttl: float | None,
+        stale_generation: int | None = None,
+        guard: Guard = no_guard,
     ) -> TokenState:
         """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
 
         A live claim by a process in metadata-DB mode (which holds no lock while its
         request is out) is waited for outside the section, never presented over.
         """
-        deadline = self.clock() + self.lease
+        deadline = self.clock() + self.max_wait
         while True:
             with section() as store:
-                state, extra = store.read()
+                state, extra = self._settle(store)
                 if not self._refresh_needed(state, min_ttl, stale_generation):
                     return state
-                holder = self._live_holder(state)
+                holder = self._holder(state)
                 if holder is None:
-                    attempt, marked_extra = self._claim(store, state, extra)
-                    grant = self._spend(lambda: _reuse(store), state, marked_extra, attempt)
-                    return self._store_grant(store, state.with_in_flight(attempt), marked_extra, grant)
-            self._wait_for_other(section, holder, state.generation, deadline)
+                    claim = self._prepare_and_claim(store, state, extra, guard)
+                    kept = self._spend_and_keep(lambda: within(store), state, *claim, guard)
+                    if kept is not None:
+                        return kept
+                    stale_generation = None  # another pair won: only its own freshness counts now
+                    continue
+            self._wait_for_other(section, holder, state, deadline)
 
     def with_lease(
         self,
@@ -128,23 +179,54 @@ class Refresher:
         min_ttl: float | None,
         stale_generation: int | None = None,
         wait: float | None = None,
+        guard: Guard = no_guard,
     ) -> TokenState:
         """Claim in one transaction, request with no lock held, store in another."""
-        deadline = self.clock() + (self.lease if wait is None else wait)
+        deadline = self.clock() + (self.max_wait if wait is None else wait)
         while True:
             with transaction() as store:
-                state, extra = store.read()
+                state, extra = self._settle(store)
                 if not self._refresh_needed(state, min_ttl, stale_generation):
                     return state
-                holder = self._live_holder(state)
-                if holder is None:
-                    attempt, marked_extra = self._claim(store, state, extra)
-                    break
-            self._wait_for_other(transaction, holder, state.generation, deadline)
-        grant = self._spend(transaction, state, marked_extra, attempt)
-        with transaction() as store:
-            _, current_extra = store.read()
-            return self._store_grant(store, state.with_in_flight(attempt), current_extra, grant)
+                holder = self._holder(state)
+                claim = None if holder is not None else self._prepare_and_claim(store, state, extra, guard)
+            if claim is None:
+                assert holder is not None
+                self._wait_for_other(transaction, holder, state, deadline)
+                continue
+            kept = self._spend_and_keep(transaction, state, *claim, guard)
+            if kept is not None:
+                return kept
+            stale_generation = None
+
+    def complete_held(self, section: Section) -> TokenState | None:
+        """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
+        with section() as store:
+            state, _ = store.read()
+            held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
+            if held is None:
+                return None
+            stored = self._write_held(store, held)
+        self.rescue.drop(self.conn_id, held.spends)
+        return stored
+
+    # -- 1. settle
+
+    def _settle(self, store: TokenStore) -> tuple[TokenState, Extra]:
+        """Complete a pair held back by an earlier refresh, before deciding anything else."""
+        state, extra = store.read()
+        held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
+        if held is not None:
+            log.warning(
+                "AAC connection %r: completing the token pair that %s received at %s and could not store.",
+                self.conn_id,
+                held.by,
+                utc_iso(held.held_at),
+            )
+            self._write_held(store, held)
+            self.rescue.drop(self.conn_id, held.spends)
+            state, extra = store.read()
+        return state, extra
 
     def _refresh_needed(self, state: TokenState, min_ttl: float | None, stale_generation: int | None) -> bool:
         if stale_generation is not None and state.generation == stale_generation:
@@ -152,15 +234,45 @@ class Refresher:
         claims = state.expiry_claims(conn_id=self.conn_id)
         return not is_fresh(state, claims, self.clock(), min_ttl)
 
-    def _live_holder(self, state: TokenState) -> InFlight | None:
-        marker = state.in_flight
-        return marker if marker is not None and marker.lease_until > self.clock() else None
+    def dead_chain_error(self, state: TokenState) -> AACTokenChainBrokenError:
+        assert state.dead_chain is not None
+        return AACTokenChainBrokenError(
+            f"The refresh token of connection {self.conn_id!r} was rejected by AAC (invalid_grant, "
+            f"{state.dead_chain.describe()}); it is not presented again. " + new_pair_hint(self.conn_id)
+        )
 
-    def _claim(
-        self, store: TokenStore, state: TokenState, extra: dict[str, Any]
-    ) -> tuple[InFlight, dict[str, Any]]:
-        """Write our in-flight marker (and record an expired one as interrupted) before spending."""
+    def _holder(self, state: TokenState) -> InFlight | None:
+        """The claim to honour, if any: live until its lease's end plus the skew margin and grace."""
+        marker = state.in_flight
+        if marker is None:
+            return None
+        now = self.clock()
+        if marker.lease_until + self.skew_margin > now:
+            return marker
+        first_seen = self._ended_leases_seen.setdefault(marker.attempt_id, now)
+        return marker if now - first_seen < self.takeover_grace else None
+
+    # -- 2. claim
+
+    def _prepare_and_claim(
+        self, store: TokenStore, state: TokenState, extra: Extra, guard: Guard
+    ) -> tuple[TokenEndpoint, InFlight, InFlight | None]:
+        """Everything that can fail without spending, then the claim: endpoint, attempt, interrupted one."""
+        if state.chain_is_dead:
+            raise self.dead_chain_error(state)
+        endpoint = resolve_token_endpoint(
+            state.claims(conn_id=self.conn_id),
+            token_url=_text(extra.get("token_url")),
+            client_id=_text(extra.get("client_id")),
+            conn_id=self.conn_id,
+        )
+        interrupted = state.in_flight or InFlight.from_json(extra.get(LAST_INTERRUPTED))
+        return endpoint, self._claim(store, state, guard), interrupted
+
+    def _claim(self, store: TokenStore, state: TokenState, guard: Guard) -> InFlight:
+        """Write our in-flight marker (and record an ended one as interrupted) before spending."""
         store.check_writable()
+        guard()
         now = self.clock()
         attempt = InFlight(
             attempt_id=uuid.uuid4().hex,
@@ -168,43 +280,50 @@ class Refresher:
             started_at=now,
             lease_until=now + self.lease,
             generation=state.generation,
-            spends=fingerprint(state.refresh_token),
+            spends=state.refresh_fingerprint,
         )
-        claimed_extra = dict(extra)
-        if state.in_flight is not None:
-            log.warning(
-                "AAC connection %r: %s did not finish; the stored refresh token may have been spent "
-                "by it. Trying it once.",
-                self.conn_id,
-                state.in_flight.describe(),
-            )
-            claimed_extra[LAST_INTERRUPTED] = state.in_flight.to_json()
-        marked_extra = state.with_in_flight(attempt).merged_into(claimed_extra)
-        store.write(marked_extra, expected=state.version)
-        return attempt, marked_extra
+
+        def claimed(current: TokenState, extra: Extra) -> Extra:
+            marked = dict(extra)
+            if current.in_flight is not None:
+                log.warning(
+                    "AAC connection %r: %s did not finish; the stored refresh token may have been spent "
+                    "by it. Trying it once.",
+                    self.conn_id,
+                    current.in_flight.describe(),
+                )
+                marked[LAST_INTERRUPTED] = current.in_flight.to_json()
+            return current.with_in_flight(attempt).merged_into(marked)
+
+        store.update(state.version, claimed)
+        return attempt
+
+    # -- 3. spend
+
+    def _spend_and_keep(
+        self,
+        section: Section,
+        state: TokenState,
+        endpoint: TokenEndpoint,
+        attempt: InFlight,
+        interrupted: InFlight | None,
+        guard: Guard,
+    ) -> TokenState | None:
+        with signals_deferred("an AAC token refresh was waiting for its answer or storing the new pair"):
+            grant = self._spend(section, state, endpoint, attempt, interrupted, guard)
+            return self._keep(section, state, attempt, grant)
 
     def _spend(
-        self, section: Section, state: TokenState, marked_extra: dict[str, Any], attempt: InFlight
+        self,
+        section: Section,
+        state: TokenState,
+        endpoint: TokenEndpoint,
+        attempt: InFlight,
+        interrupted: InFlight | None,
+        guard: Guard,
     ) -> TokenGrant:
-        """The token request; after a definite failure our claim is released, after an unknown one kept."""
-        try:
-            return self._request(state, marked_extra)
-        except AACRefreshOutcomeUnknownError:
-            raise
-        except AACError:
-            with section() as store:
-                current, current_extra = store.read()
-                if current.in_flight and current.in_flight.attempt_id == attempt.attempt_id:
-                    self._release_claim(store, current, current_extra)
-            raise
-
-    def _request(self, state: TokenState, extra: dict[str, Any]) -> TokenGrant:
-        endpoint = resolve_token_endpoint(
-            state.claims(conn_id=self.conn_id),
-            token_url=_text(extra.get("token_url")),
-            client_id=_text(extra.get("client_id")),
-            conn_id=self.conn_id,
-        )
+        """The token request; our claim is released after a definite failure, kept after an unknown one."""
+        claimed = state.with_in_flight(attempt).version
         log.info("AAC connection %r: refreshing tokens (generation %d).", self.conn_id, state.generation)
         try:
             return request_refresh(
@@ -212,60 +331,143 @@ class Refresher:
                 endpoint,
                 state.refresh_token,
                 conn_id=self.conn_id,
-                timeout=self.token_timeout,
-                backoff=self.backoff,
+                deadline=attempt.lease_until - self.skew_margin,
+                clock=self.clock,
                 sleep=self.sleep,
+                backoff=self.backoff,
+                before_send=guard,
             )
+        except AACRefreshOutcomeUnknownError:
+            raise
         except AACTokenChainBrokenError as err:
-            interrupted = InFlight.from_json(extra.get(LAST_INTERRUPTED))
-            if interrupted is not None and interrupted.spends in ("", fingerprint(state.refresh_token)):
+            self._release(section, claimed, DeadChain(state.refresh_fingerprint, self.clock(), self.identity))
+            if interrupted is not None and interrupted.spends in ("", state.refresh_fingerprint):
                 raise AACTokenChainBrokenError(
-                    f"{err} An earlier refresh of this connection was interrupted "
-                    f"({interrupted.describe()}): it most likely spent the token and its answer was lost."
+                    f"{err} An earlier refresh of this connection was interrupted ({interrupted.describe()}): "
+                    "it most likely spent the token and its answer was lost."
                 ) from None
             raise
-
-    def _release_claim(self, store: TokenStore, state: TokenState, extra: dict[str, Any]) -> None:
-        """Clear our marker after a definite failure; the token was not spent, or is dead anyway."""
-        try:
-            store.write(state.with_in_flight(None).merged_into(extra), expected=state.version)
         except AACError:
-            log.warning("AAC connection %r: could not clear the refresh marker.", self.conn_id)
+            self._release(section, claimed, None)
+            raise
 
-    def _store_grant(
-        self, store: TokenStore, claimed: TokenState, extra: dict[str, Any], grant: TokenGrant
-    ) -> TokenState:
-        """Persist the new pair first, over exactly the state we claimed, and only then use it."""
-        new_state = rotated(
-            claimed, grant, requested_at=self._requested_at(claimed), by=self.identity, now=self.clock()
-        )
-        clean_extra = {k: v for k, v in extra.items() if k != LAST_INTERRUPTED}
+    def _release(self, section: Section, claimed: Version, dead: DeadChain | None) -> None:
+        """Clear our claim, recording a dead chain with it; a failure here costs only a stale marker."""
+
+        def released(current: TokenState, extra: Extra) -> Extra:
+            return replace(current, in_flight=None, dead_chain=dead or current.dead_chain).merged_into(extra)
+
         try:
-            store.write(new_state.merged_into(clean_extra), expected=claimed.version)
-        except AACStoreError as err:
-            raise AACStoreError(
-                f"{err} The refresh token was already spent, so the connection's tokens no longer work; "
-                "the new pair could not be stored and was discarded. Fix the cause above, then generate "
-                "a new pair."
-            ) from None
+            with section() as store:
+                store.update(claimed, released)
+        except AACError as err:
+            log.warning("AAC connection %r: could not clear the refresh marker (%s).", self.conn_id, err)
+
+    # -- 4. keep
+
+    def _keep(
+        self, section: Section, spent: TokenState, attempt: InFlight, grant: TokenGrant
+    ) -> TokenState | None:
+        """Hold the answer, store it, and only then use it; None when another pair won meanwhile."""
+        held = HeldPair(
+            conn_id=self.conn_id,
+            spends=spent.refresh_fingerprint,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            expires_in=grant.expires_in,
+            requested_at=attempt.started_at,
+            held_at=self.clock(),
+            by=self.identity,
+        )
+        places = self.rescue.hold(held)
+        try:
+            stored = self._store_with_patience(section, held, attempt, places)
+        except AACStoreConflictError as err:
+            log.warning("AAC connection %r: %s", self.conn_id, err)
+            self.rescue.drop(self.conn_id, held.spends)
+            return None
+        self.rescue.drop(self.conn_id, held.spends)
+        if grant.access_token is None:
+            raise AACTransientError(
+                f"AAC's token endpoint answered without an access token for connection {self.conn_id!r}. "
+                "The rotated refresh token was stored; the next call refreshes again."
+            )
+        return stored
+
+    def _store_with_patience(
+        self, section: Section, held: HeldPair, attempt: InFlight, places: list[str]
+    ) -> TokenState:
+        """Store the held pair, retrying an unavailable store for ``store_patience`` seconds."""
+        give_up = self.clock() + self.store_patience
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                with section() as store:
+                    return self._write_held(store, held)
+            except AACStoreUnavailableError as err:
+                failure: AACError = err
+            except AACStoreConflictError:
+                raise
+            except (AACConfigError, AACStoreError) as err:
+                raise self._held_error(held, places, err) from None
+            except AACTransientError as err:
+                failure = err
+            now = self.clock()
+            delay = STORE_BACKOFF.delay(tries) or STORE_BACKOFF.cap
+            if now >= attempt.lease_until:
+                delay = min(delay, STORE_RETRY_PAST_LEASE)
+            if now + delay > give_up:
+                raise self._held_error(held, places, failure) from None
+            log.warning(
+                "AAC connection %r: the refresh succeeded but the new pair could not be stored yet (%s). "
+                "Retrying in %.1f s, for up to %.0f s more; the pair is held in %s.",
+                self.conn_id,
+                failure,
+                delay,
+                give_up - now,
+                ", ".join(places) or "no rescue place",
+            )
+            self.sleep(delay)
+
+    def _held_error(self, held: HeldPair, places: list[str], cause: AACError) -> AACPairHeldError:
+        where = ", ".join(places) if places else "no rescue place (only this process's memory, now gone)"
+        return AACPairHeldError(
+            f"AAC connection {self.conn_id!r}: the refresh token was spent and AAC answered with a new pair, "
+            f"but the pair could not be stored ({cause}). It is held in {where}. The next refresh of this "
+            f"connection stores it first; to store it now, run: airflow-aac restore {self.conn_id}"
+        )
+
+    def _write_held(self, store: TokenStore, held: HeldPair) -> TokenState:
+        """Store a held pair over whatever is stored now, while the spent refresh token is still there."""
+        stored, _ = store.read()
+        if held.refresh_token and stored.refresh_fingerprint == fingerprint(held.refresh_token):
+            return stored
+
+        def rotated_over(current: TokenState, extra: Extra) -> Extra:
+            new_state = rotated(
+                current, held.grant, requested_at=held.requested_at, by=held.by, now=self.clock()
+            )
+            return new_state.merged_into({k: v for k, v in extra.items() if k != LAST_INTERRUPTED})
+
+        written = store.update(Version(stored.generation, None, held.spends, rotation=True), rotated_over)
+        new_state = TokenState.from_extra(written, conn_id=self.conn_id)
         log.info(
             "AAC connection %r: stored generation %d (access token valid for %.0f s).",
             self.conn_id,
             new_state.generation,
             new_state.access_lifetime or 0.0,
         )
-        if grant.access_token is None:
-            raise AACTransientError(
-                f"AAC's token endpoint answered without an access token for connection {self.conn_id!r}. "
-                "The rotated refresh token was stored; the next call refreshes again."
-            )
         return new_state
 
-    def _requested_at(self, claimed: TokenState) -> float:
-        return claimed.in_flight.started_at if claimed.in_flight else self.clock()
+    # -- waiting for another holder
 
-    def _wait_for_other(self, section: Section, holder: InFlight, generation: int, deadline: float) -> None:
-        """Poll, with a deadline, until the holder stores a new generation or its lease ends."""
+    def _wait_for_other(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> None:
+        """Poll, with a deadline, until the holder stores a new pair or its claim can be taken over.
+
+        A marker that vanishes while the pair is unchanged was dropped by an edit of the
+        connection; its holder may still be sending, so its lease is honoured all the same.
+        """
         log.info("AAC connection %r: waiting for %s.", self.conn_id, holder.describe())
         while True:
             now = self.clock()
@@ -275,14 +477,18 @@ class Refresher:
                 )
             self.sleep(min(self.poll_interval, max(0.0, deadline - now)))
             with section() as store:
-                state, _ = store.read()
-            marker = state.in_flight
+                current, _ = store.read()
             if (
-                state.generation != generation
-                or marker is None
-                or marker.attempt_id != holder.attempt_id
-                or marker.lease_until <= self.clock()
+                current.generation != seen.generation
+                or current.refresh_fingerprint != seen.refresh_fingerprint
+                or current.chain_is_dead
             ):
+                return
+            marker = current.in_flight
+            if marker is None:
+                if holder.lease_until + self.skew_margin <= self.clock():
+                    return
+            elif marker.attempt_id != holder.attempt_id or self._holder(current) is None:
                 return
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_aac.core.errors import AACConfigError, AACStoreError, new_pair_hint
+from airflow_provider_aac.core.errors import AACConfigError, AACStoreConflictError, new_pair_hint
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 
 ACCESS_TOKEN = "access_token"
@@ -27,6 +27,7 @@ REFRESHED_AT = "refreshed_at"
 REFRESHED_BY = "refreshed_by"
 IN_FLIGHT = "refresh_in_flight"
 LAST_INTERRUPTED = "last_interrupted_refresh"
+DEAD_CHAIN = "dead_chain"
 
 MAINTAINED_KEYS = (
     GENERATION,
@@ -37,6 +38,7 @@ MAINTAINED_KEYS = (
     REFRESHED_BY,
     IN_FLIGHT,
     LAST_INTERRUPTED,
+    DEAD_CHAIN,
 )
 
 DEFAULT_MIN_TTL = 300.0
@@ -130,6 +132,33 @@ class InFlight:
 
 
 @dataclass(frozen=True)
+class DeadChain:
+    """AAC answered ``invalid_grant`` for the refresh token with fingerprint ``spends``.
+
+    Recorded once, so that every later caller fails at once with the recovery steps
+    instead of presenting the dead token again; a newly stored pair has another
+    fingerprint, which is what ends it.
+    """
+
+    spends: str
+    at: float
+    by: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spends": self.spends, "at": utc_iso(self.at), "by": self.by}
+
+    @classmethod
+    def from_json(cls, value: Any) -> DeadChain | None:
+        if not isinstance(value, dict) or not isinstance(value.get("spends"), str):
+            return None
+        at = parse_utc_iso(value.get("at"))
+        return cls(spends=value["spends"], at=0.0 if at is None else at, by=str(value.get("by", "unknown")))
+
+    def describe(self) -> str:
+        return f"recorded dead at {utc_iso(self.at)} by {self.by}"
+
+
+@dataclass(frozen=True)
 class TokenState:
     """One generation of the token chain, as read from (or about to be written to) the extra."""
 
@@ -142,6 +171,7 @@ class TokenState:
     refreshed_at: float | None = None
     refreshed_by: str | None = None
     in_flight: InFlight | None = None
+    dead_chain: DeadChain | None = None
 
     def __repr__(self) -> str:
         return f"TokenState(generation={self.generation}, access_expires_at={self.access_expires_at})"
@@ -171,6 +201,7 @@ class TokenState:
             refreshed_at=parse_utc_iso(extra.get(REFRESHED_AT)),
             refreshed_by=extra.get(REFRESHED_BY) if _is_text(extra.get(REFRESHED_BY)) else None,
             in_flight=InFlight.from_json(extra.get(IN_FLIGHT)),
+            dead_chain=DeadChain.from_json(extra.get(DEAD_CHAIN)),
         )
 
     def merged_into(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +220,7 @@ class TokenState:
             REFRESHED_BY: self.refreshed_by,
             IN_FLIGHT: self.in_flight.to_json() if self.in_flight else None,
             LAST_INTERRUPTED: extra.get(LAST_INTERRUPTED),
+            DEAD_CHAIN: self.dead_chain.to_json() if self.dead_chain else None,
         }
         merged.update({k: v for k, v in optional.items() if v is not None})
         return merged
@@ -230,34 +262,61 @@ class TokenState:
         return replace(self, in_flight=in_flight)
 
     @property
+    def refresh_fingerprint(self) -> str:
+        return fingerprint(self.refresh_token)
+
+    @property
+    def chain_is_dead(self) -> bool:
+        """True while the stored refresh token is the one AAC was seen to reject."""
+        return self.dead_chain is not None and self.dead_chain.spends == self.refresh_fingerprint
+
+    @property
     def version(self) -> Version:
-        return Version(self.generation, self.in_flight.attempt_id if self.in_flight else None)
+        return Version(
+            self.generation, self.in_flight.attempt_id if self.in_flight else None, self.refresh_fingerprint
+        )
 
 
 @dataclass(frozen=True)
 class Version:
-    """What a writer must still find stored: the generation and whose refresh claim, if any.
+    """What a writer must still find stored before it writes.
 
-    Generation alone cannot tell two claims on the same generation apart; the claim's id can.
+    A claim (or its release) must find exactly what it read: the generation, whose claim,
+    and the refresh token. Generation alone cannot tell two claims on one generation
+    apart; the claim's id can. A rotated pair only needs the refresh token it spent to
+    be still the stored one (``rotation``): whatever else a person or the UI changed in
+    the meantime, that pair is the newest, and discarding it would lose the chain.
     """
 
     generation: int
     claim: str | None
+    refresh: str
+    rotation: bool = False
+
+    def for_rotation(self) -> Version:
+        return Version(self.generation, self.claim, self.refresh, rotation=True)
 
 
 def check_version(stored: TokenState, expected: Version, *, conn_id: str) -> None:
     """Refuse a write over anything but what the writer read: never older over newer."""
-    if stored.version == expected:
+    if stored.refresh_fingerprint != expected.refresh:
+        raise AACStoreConflictError(
+            f"Connection {conn_id!r} now holds another refresh token than the one this process "
+            + ("spent" if expected.rotation else "read")
+            + " (a newer pair, or one pasted by a person); the stored one wins and is kept"
+            + (", and the pair this refresh received was not stored." if expected.rotation else ".")
+        )
+    if expected.rotation or stored.version == expected:
         return
     if stored.generation != expected.generation:
-        raise AACStoreError(
+        raise AACStoreConflictError(
             f"Connection {conn_id!r} holds generation {stored.generation}, not {expected.generation}; "
             "refusing to overwrite a newer token pair with an older one."
         )
     changed_by = (
         stored.in_flight.describe() if stored.in_flight else "a manual edit or a process in another mode"
     )
-    raise AACStoreError(
+    raise AACStoreConflictError(
         f"Connection {conn_id!r} was changed after this process read it ({changed_by}); "
         "refusing to write over it."
     )

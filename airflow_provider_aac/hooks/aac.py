@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiCall, ApiResponse, Decision
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACError, reworded
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
@@ -59,7 +59,7 @@ class AACHook(BaseHook):
         self.timeout = timeout
         self.backoff = backoff
         self._http = requests.Session()
-        self.tokens = TokenManager(aac_conn_id, session=self._http)
+        self.tokens = TokenManager(aac_conn_id)
 
     @property
     def base_url(self) -> str:
@@ -111,7 +111,7 @@ class AACHook(BaseHook):
                 )
             else:
                 decision = call.after_response(response.status_code, response.headers, response.content)
-            outcome = self._follow(decision, state)
+            outcome = self._follow(decision, state, config.base_url)
             if isinstance(outcome, ApiResponse):
                 return outcome
             state = outcome
@@ -153,13 +153,13 @@ class AACHook(BaseHook):
                 if decision.delay and decision.response is None and decision.error is None:
                     await asyncio.sleep(decision.delay)
                     continue
-                outcome = await sync_to_async(self._follow)(decision, state, wait=False)
+                outcome = await sync_to_async(self._follow)(decision, state, config.base_url, wait=False)
                 if isinstance(outcome, ApiResponse):
                     return outcome
                 state = outcome
 
     def _follow(
-        self, decision: Decision, state: TokenState, *, wait: bool = True
+        self, decision: Decision, state: TokenState, base_url: str, *, wait: bool = True
     ) -> ApiResponse | TokenState:
         """Return the response, raise the error, or give the token state for the next attempt."""
         if decision.response is not None:
@@ -167,16 +167,23 @@ class AACHook(BaseHook):
         if decision.error is not None:
             raise decision.error
         if decision.refresh_token_first:
-            self.log.info(
-                "AAC rejected the access token (401); replacing generation %d once.", state.generation
-            )
-            try:
-                return self.tokens.replace_rejected(state.generation)
-            except AACError as err:
-                raise type(err)(f"{decision.rejection} The token could not be replaced: {err}") from None
+            return self._replace_rejected(decision, state, base_url)
         if wait:
             time.sleep(decision.delay)
         return state
+
+    def _replace_rejected(self, decision: Decision, state: TokenState, base_url: str) -> TokenState:
+        assert decision.rejection is not None
+        self.log.info("AAC rejected the access token (401); replacing generation %d once.", state.generation)
+        try:
+            replacement = self.tokens.replace_rejected(state.generation)
+        except AACError as err:
+            raise reworded(err, f"{decision.rejection} The token could not be replaced: {err}") from None
+        if replacement is None:
+            age = time.time() - (state.refreshed_at or time.time())
+            hint = REJECTED_FRESH_TOKEN_HINT.format(age=age, base_url=base_url)
+            raise reworded(decision.rejection, f"{decision.rejection} {hint}") from None
+        return replacement
 
     def test_connection(self) -> tuple[bool, str]:
         """Call ``GET /v4/people/current``; never spends the refresh token where it cannot be stored."""
@@ -216,6 +223,8 @@ class _BearerAuth(AuthBase):
             if response.status_code != 401 or getattr(response.request, "_aac_retried", False):
                 return response
             state = self.hook.tokens.replace_rejected(generation)
+            if state is None:
+                return response
             response.content  # noqa: B018 - drain the body so the connection can be reused
             retry = response.request.copy()
             retry.headers["Authorization"] = f"Bearer {state.access_token}"

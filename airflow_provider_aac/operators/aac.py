@@ -35,6 +35,7 @@ from airflow_provider_aac.runs import (
     timeout_message,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
+from airflow_provider_aac.tokens.manager import FORCE_GENERATION_CONF
 from airflow_provider_aac.triggers.aac import AACRunTrigger
 
 try:
@@ -527,11 +528,15 @@ class AACRefreshTokenOperator(BaseOperator):
                 self.run_interval,
                 max(lifetime / 2 - RUN_LATENCY, 1.0),
             )
+        asked = _forced_generation(context)
         if self.force or left < threshold:
             outcome = manager.refresh(force=True, as_writer=True)
+        elif asked is not None and asked == state.generation:
+            self.log.info("A task asked to replace generation %d, which AAC rejected; refreshing.", asked)
+            outcome = manager.refresh(stale_generation=asked, as_writer=True)
         else:
-            manager.ensure_refreshable(config)
-            outcome = manager.outcome(config, state, refreshed=False)
+            manager.ensure_refreshable(config, as_writer=True)
+            outcome = manager.outcome(config, state, refreshed=False, as_writer=True)
         self.log.info(
             "AAC connection %r: access token had %s left; refreshing below %.1f s. %s",
             self.aac_conn_id,
@@ -543,3 +548,11 @@ class AACRefreshTokenOperator(BaseOperator):
         summary["seconds_left"] = None if math.isinf(left) else round(left, 3)
         summary["refresh_below"] = round(threshold, 3)
         return summary
+
+
+def _forced_generation(context: Context) -> int | None:
+    """The generation a task asked this run to replace (single-writer mode, after a 401)."""
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    value = conf.get(FORCE_GENERATION_CONF) if isinstance(conf, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -449,7 +449,9 @@ class AACSimulator:
         refresh_deadline: Literal["fixed", "sliding"] = "fixed",
         run_duration: float = 2.0,
         client_id: str = "aac-sim-client",
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` drives token lifetimes only (a benchmark can compress a month into seconds)."""
         if refresh_deadline not in ("fixed", "sliding"):
             raise ValueError("refresh_deadline must be 'fixed' or 'sliding'")
         self._host = host
@@ -459,6 +461,7 @@ class AACSimulator:
         self.refresh_deadline = refresh_deadline
         self.run_duration = run_duration
         self.client_id = client_id
+        self._clock = clock
 
         self._lock = threading.Lock()
         self._secret = secrets.token_bytes(32)
@@ -562,7 +565,7 @@ class AACSimulator:
         refresh_ttl = self.refresh_ttl if refresh_ttl is None else refresh_ttl
         if access_ttl < 0 or refresh_ttl < 0:
             raise ValueError("token lifetimes must not be negative")
-        now = time.time()
+        now = self._clock()
         family = _Family(client_id or self.client_id, access_ttl, refresh_ttl, deadline=now + refresh_ttl)
         with self._lock:
             self._client_ids.add(family.client_id)
@@ -587,6 +590,18 @@ class AACSimulator:
                 raise KeyError("unknown token")
             family = record.family
             return {"client_id": family.client_id, "rotations": family.rotations, "revoked": family.revoked}
+
+    def refresh_token_status(self, refresh_token: str) -> str:
+        """'live', 'spent', 'revoked', 'expired' or 'unknown': what presenting it now would meet."""
+        with self._lock:
+            record = self._refresh_tokens.get(refresh_token)
+            if record is None:
+                return "unknown"
+            if record.family.revoked:
+                return "revoked"
+            if record.spent:
+                return "spent"
+            return "expired" if self._clock() >= record.expires_at else "live"
 
     def stats(self) -> dict[str, int]:
         """A consistent snapshot of every counter (a copy: later traffic does not change it)."""
@@ -738,7 +753,7 @@ class AACSimulator:
 
     def _rotate(self, presented: str, client_id: str) -> dict[str, Any]:
         """Spend `presented` and issue its successor, or say why not; the core of AAC's rules."""
-        now = time.time()
+        now = self._clock()
         record = self._refresh_tokens.get(presented)
         if client_id not in self._client_ids or (record is not None and record.family.client_id != client_id):
             raise _OAuthError(401, "invalid_client", "Client authentication failed: unknown client_id")
@@ -773,7 +788,7 @@ class AACSimulator:
                 return "The access token is invalid"
             if record.family.revoked:
                 return "The access token has been revoked"
-            if time.time() >= record.expires_at:
+            if self._clock() >= record.expires_at:
                 return "The access token has expired"
         return None
 

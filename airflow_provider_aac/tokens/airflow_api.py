@@ -3,8 +3,13 @@
 Airflow 3 serves connections to tasks read-only, so a worker that spends the refresh
 token writes the new pair with ``PATCH /api/v2/connections/{id}``, using the credentials
 of a second connection (``airflow_api_conn_id``). The REST API has no compare-and-swap,
-so this store is only used inside an exclusive section (a lock, or the single writer),
-checks the stored generation before it writes, and re-reads what tasks will see after.
+so this store is only used inside an exclusive section (a lock that every refresher of
+the connection takes, or the single writer), checks what it read right before it writes,
+and re-reads what tasks will see after. What remains is a person's edit landing between
+that check and the PATCH, a window of one round trip to the api-server.
+
+An api-server that does not answer (a restart in a deploy, a 502 from its proxy) is
+reported as ``AACStoreUnavailableError``, which the refresh retries for minutes.
 """
 
 from __future__ import annotations
@@ -16,15 +21,21 @@ from typing import Any
 
 import requests
 
-from airflow_provider_aac.core.errors import AACConfigError, AACError, AACStoreError
+from airflow_provider_aac.core.errors import (
+    AACConfigError,
+    AACError,
+    AACStoreConflictError,
+    AACStoreError,
+    AACStoreUnavailableError,
+)
 from airflow_provider_aac.core.jwt_claims import read_claims
+from airflow_provider_aac.core.refresh import Change
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     ACCESS_FINGERPRINT,
     GENERATION,
     IN_FLIGHT,
     REFRESH_TOKEN,
-    InFlight,
     TokenState,
     Version,
     as_int,
@@ -32,7 +43,12 @@ from airflow_provider_aac.core.token_state import (
     parse_extra,
 )
 from airflow_provider_aac.secrets import mask
-from airflow_provider_aac.tokens.connection import base_url_of, read_config, refuse_unwritable
+from airflow_provider_aac.tokens.connection import (
+    base_url_of,
+    get_named_connection,
+    read_config,
+    refuse_unwritable,
+)
 
 API_TOKEN_MARGIN = 60.0
 WRITE_BACKOFF = Backoff(attempts=4, base=0.5, cap=4.0)
@@ -45,13 +61,12 @@ class AirflowApiClient:
         self,
         api_conn_id: str,
         *,
+        aac_conn_id: str | None = None,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(api_conn_id)
+        conn = get_named_connection(api_conn_id, named_by="airflow_api_conn_id", aac_conn_id=aac_conn_id)
         self.api_conn_id = api_conn_id
         self.base_url = base_url_of(api_conn_id, conn.host, conn.schema, conn.port)
         extra = parse_extra(conn.extra, conn_id=api_conn_id)
@@ -75,7 +90,7 @@ class AirflowApiClient:
 
     def connection(self, conn_id: str) -> dict[str, Any] | None:
         """The stored connection as the REST API shows it (secrets masked), or None if absent."""
-        response = self._send("GET", f"/api/v2/connections/{conn_id}")
+        response = self._with_retries(lambda: self._send("GET", f"/api/v2/connections/{conn_id}"))
         if response.status_code == 404:
             return None
         self._raise_for(response, f"read connection {conn_id!r}")
@@ -85,42 +100,47 @@ class AirflowApiClient:
     def patch_connection_extra(self, conn_id: str, conn_type: str, extra: dict[str, Any]) -> None:
         """PATCH is idempotent here (the whole extra), so transient failures are retried."""
         body = {"connection_id": conn_id, "conn_type": conn_type, "extra": json.dumps(extra)}
-        action = f"update connection {conn_id!r}"
+        response = self._with_retries(
+            lambda: self._send(
+                "PATCH", f"/api/v2/connections/{conn_id}", params={"update_mask": "extra"}, json=body
+            )
+        )
+        self._raise_for(response, f"update connection {conn_id!r}")
+
+    def _with_retries(self, send: Callable[[], requests.Response]) -> requests.Response:
+        """A few quick retries of an idempotent call; the caller retries an outage for longer."""
         attempt = 0
         while True:
             attempt += 1
-            failure: AACError
             try:
-                response = self._send(
-                    "PATCH", f"/api/v2/connections/{conn_id}", params={"update_mask": "extra"}, json=body
-                )
-            except AACStoreError as err:
-                failure = err
+                response = send()
+            except AACStoreUnavailableError:
+                if (delay := WRITE_BACKOFF.delay(attempt)) is None:
+                    raise
             else:
-                if response.status_code < 500:
-                    self._raise_for(response, action)
-                    return
-                failure = self._error_for(response, action)
-            delay = WRITE_BACKOFF.delay(attempt)
-            if delay is None:
-                raise failure
+                if response.status_code < 500 or (delay := WRITE_BACKOFF.delay(attempt)) is None:
+                    return response
             self._sleep(delay)
 
-    def trigger_dag_run(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+    def trigger_dag_run(
+        self, dag_id: str, conf: dict[str, Any] | None = None, *, run_id: str | None = None
+    ) -> bool:
+        """Start a run; False when a run with ``run_id`` exists already (the request is pending)."""
         from datetime import datetime, timezone
 
-        response = self._send(
-            "POST",
-            f"/api/v2/dags/{dag_id}/dagRuns",
-            json={
-                "logical_date": None,
-                "conf": conf or {},
-                "note": "requested by airflow-provider-aac",
-                "run_after": datetime.now(timezone.utc).isoformat(),
-            },
-        )
+        body: dict[str, Any] = {
+            "logical_date": None,
+            "conf": conf or {},
+            "note": "requested by airflow-provider-aac",
+            "run_after": datetime.now(timezone.utc).isoformat(),
+        }
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        response = self._send("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        if response.status_code == 409:
+            return False
         self._raise_for(response, f"trigger DAG {dag_id!r}")
-        return str(response.json().get("dag_run_id"))
+        return True
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         for attempt in (1, 2):
@@ -133,9 +153,10 @@ class AirflowApiClient:
                     **kwargs,
                 )
             except requests.RequestException as err:
-                raise AACStoreError(
-                    f"Cannot reach Airflow's REST API at {self.base_url} ({type(err).__name__}). Set the "
-                    f"host of connection {self.api_conn_id!r} to the api-server's URL as workers reach it."
+                raise AACStoreUnavailableError(
+                    f"Cannot reach Airflow's REST API at {self.base_url} ({type(err).__name__}). If the "
+                    "api-server is restarting, this passes; otherwise set the host of connection "
+                    f"{self.api_conn_id!r} to the api-server's URL as workers reach it."
                 ) from None
             if response.status_code != 401 or attempt == 2 or not self._can_login:
                 return response
@@ -159,9 +180,10 @@ class AirflowApiClient:
                 timeout=self._timeout,
             )
         except requests.RequestException as err:
-            raise AACStoreError(
-                f"Cannot reach Airflow's REST API at {self.base_url} to log in ({type(err).__name__}). "
-                f"Set the host of connection {self.api_conn_id!r} to the api-server's URL."
+            raise AACStoreUnavailableError(
+                f"Cannot reach Airflow's REST API at {self.base_url} to log in ({type(err).__name__}). If "
+                "the api-server is restarting, this passes; otherwise set the host of connection "
+                f"{self.api_conn_id!r} to the api-server's URL."
             ) from None
         if response.status_code in (401, 403):
             raise AACConfigError(
@@ -170,7 +192,10 @@ class AirflowApiClient:
                 "edit connections)."
             )
         self._raise_for(response, "log in")
-        token = response.json().get("access_token")
+        try:
+            token = response.json().get("access_token")
+        except ValueError:
+            token = None
         if not isinstance(token, str) or not token:
             raise AACStoreError(f"Airflow's REST API at {self.base_url} answered the login without a token.")
         mask(token)
@@ -188,6 +213,11 @@ class AirflowApiClient:
             return AACConfigError(
                 f"Airflow's REST API refused to {action} ({response.status_code}). The user of connection "
                 f"{self.api_conn_id!r} needs permission to read and edit connections."
+            )
+        if response.status_code >= 500:
+            return AACStoreUnavailableError(
+                f"Airflow's REST API could not {action}: {response.status_code} {_detail(response)}; the "
+                "api-server may be restarting."
             )
         return AACStoreError(
             f"Airflow's REST API could not {action}: {response.status_code} {_detail(response)}."
@@ -219,20 +249,24 @@ class RestTokenStore:
                 "pair would never be used. Nothing was spent. Keep the connection in one place only."
             )
 
-    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
-        stored = self._stored_extra()
-        check_version(_version_view(stored), expected, conn_id=self.conn_id)
+    def update(self, expected: Version, change: Change) -> dict[str, Any]:
+        """Check what tasks read, then PATCH the whole extra built from it, then check it landed."""
+        stored = read_config(self.conn_id)
+        state = stored.token_state()
+        check_version(state, expected, conn_id=self.conn_id)
+        extra = change(state, stored.extra)
         self.api.patch_connection_extra(self.conn_id, self._conn_type, extra)
-        visible = read_config(self.conn_id).extra
-        if (
-            as_int(visible.get(GENERATION)) != as_int(extra.get(GENERATION))
-            or visible.get(REFRESH_TOKEN) != extra.get(REFRESH_TOKEN)
-            or visible.get(IN_FLIGHT) != extra.get(IN_FLIGHT)
-        ):
-            raise AACStoreError(
+        if not _same_pair(read_config(self.conn_id).extra, extra, compare_tokens=True):
+            if not _same_pair(self._stored_extra(), extra, compare_tokens=False):
+                raise AACStoreConflictError(
+                    f"Connection {self.conn_id!r} was changed by someone else right after this process wrote "
+                    "it; the other change is kept."
+                )
+            raise AACConfigError(
                 f"Connection {self.conn_id!r} was written through the REST API, but tasks still read the "
                 "old value: it is shadowed by a secrets backend or an environment variable."
             )
+        return extra
 
     def _stored_extra(self) -> dict[str, Any]:
         stored = self.api.connection(self.conn_id)
@@ -248,14 +282,12 @@ class RestTokenStore:
         return parse_extra(stored.get("extra"), conn_id=self.conn_id)
 
 
-def _version_view(masked_extra: dict[str, Any]) -> TokenState:
-    """The stored generation and claim, from the REST API's view (tokens masked, those two not)."""
-    return TokenState(
-        access_token="",
-        refresh_token="",
-        generation=as_int(masked_extra.get(GENERATION)),
-        in_flight=InFlight.from_json(masked_extra.get(IN_FLIGHT)),
-    )
+def _same_pair(seen: dict[str, Any], written: dict[str, Any], *, compare_tokens: bool) -> bool:
+    """Whether ``seen`` shows the write; the REST API masks tokens, so only Airflow's lookup can compare them."""
+    same = as_int(seen.get(GENERATION)) == as_int(written.get(GENERATION)) and seen.get(
+        IN_FLIGHT
+    ) == written.get(IN_FLIGHT)
+    return same and (not compare_tokens or seen.get(REFRESH_TOKEN) == written.get(REFRESH_TOKEN))
 
 
 def _detail(response: requests.Response) -> str:

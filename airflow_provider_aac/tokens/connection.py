@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.core.errors import AACConfigError
+from airflow_provider_aac.core.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 
 CONN_TYPE = "aac"
@@ -143,9 +143,69 @@ def base_url_of(conn_id: str, host: str | None, schema: str | None, port: int | 
 
 
 def read_config(conn_id: str) -> AACConnectionConfig:
+    return config_from_connection(get_named_connection(conn_id))
+
+
+def get_named_connection(conn_id: str, *, named_by: str | None = None, aac_conn_id: str | None = None) -> Any:
+    """A connection through Airflow's lookup; a missing one and an unreachable store are told apart.
+
+    Airflow's lookup reports "not defined" both when the connection does not exist and
+    when the store behind it (the api-server on workers, the metadata DB elsewhere) did
+    not answer. A missing connection is a mistake to fix; an outage passes, so sensors
+    and triggers may keep polling through it. On "not defined", the store is asked once
+    whether it answers at all.
+    """
     from airflow.sdk import BaseHook
 
-    return config_from_connection(BaseHook.get_connection(conn_id))
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as err:
+        if type(err).__name__ != "AirflowNotFoundException":
+            raise AACStoreUnavailableError(
+                f"Could not read connection {conn_id!r} ({type(err).__name__}); Airflow's API server or "
+                "metadata DB may be restarting. Try again."
+            ) from None
+    unreachable = connection_store_unreachable()
+    if unreachable:
+        raise AACStoreUnavailableError(
+            f"Could not read connection {conn_id!r}: {unreachable}. It may be restarting; try again."
+        )
+    if named_by:
+        raise AACConfigError(
+            f"Connection {conn_id!r}, named by '{named_by}' in the extra of AAC connection {aac_conn_id!r}, "
+            f"does not exist. Create it (airflow connections add {conn_id} ...), or fix '{named_by}'."
+        )
+    raise AACConfigError(
+        f"Connection {conn_id!r} does not exist. Create it with: airflow connections add {conn_id} "
+        '--conn-type aac --conn-host <API base URL> --conn-extra \'{"access_token": ..., "refresh_token": ...}\''
+    )
+
+
+def connection_store_unreachable() -> str | None:
+    """Why the store behind Airflow's connection lookup does not answer, or None when it does."""
+    from airflow_provider_aac.tokens.metadata_db import metadata_db_unreachable, orm_available
+
+    if orm_available():
+        return metadata_db_unreachable()
+    return execution_api_unreachable()
+
+
+def execution_api_unreachable() -> str | None:
+    import httpx
+
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # pragma: no cover - Airflow 3.0
+        from airflow.configuration import conf
+    base = conf.get("api", "base_url", fallback="/") or "/"
+    if base.startswith("/"):
+        base = f"http://localhost:8080{base}"
+    url = conf.get("core", "execution_api_server_url", fallback=f"{base.rstrip('/')}/execution/")
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=5.0)
+    except httpx.HTTPError as err:
+        return f"Airflow's API server at {url} did not answer ({type(err).__name__})"
+    return None
 
 
 def environment_variable_defining(conn_id: str) -> str | None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import requests
+from typing import TypeVar
 
 from airflow_provider_aac.core.errors import AACConfigError, AACError, AACRefreshNotPublishedError
-from airflow_provider_aac.core.refresh import Refresher, TokenStore
+from airflow_provider_aac.core.refresh import Guard, Refresher, no_guard, within
+from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl, is_fresh, seconds_left
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
@@ -26,14 +25,20 @@ from airflow_provider_aac.tokens.connection import (
     read_config,
     refuse_unwritable,
 )
-from airflow_provider_aac.tokens.locks import refresh_lock
+from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
+from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.transport import requests_token_transport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_PUBLISH_WAIT = 120.0
 PUBLISH_POLL_INTERVAL = 1.0
+# A token rejected this soon after it was issued is not the problem (a disabled user,
+# another workspace, a revoked family): replacing it again would only rotate the chain.
+REJECTION_COOLDOWN = 60.0
+FORCE_GENERATION_CONF = "aac_force_generation"
 
 
 @dataclass(frozen=True)
@@ -63,21 +68,17 @@ class TokenManager:
         self,
         conn_id: str,
         *,
-        session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         publish_wait: float | None = None,
+        rescue: Rescue | None = None,
     ) -> None:
         self.conn_id = conn_id
         self._clock = clock
         self._sleep = sleep
         self._publish_wait = publish_wait
-        self._refresher = Refresher(
-            conn_id=conn_id,
-            transport=requests_token_transport(session or requests.Session()),
-            clock=clock,
-            sleep=sleep,
-        )
+        self._rescue = rescue
+        self._transport = requests_token_transport()
         self._api: AirflowApiClient | None = None
 
     def read(self) -> tuple[AACConnectionConfig, TokenState]:
@@ -92,57 +93,90 @@ class TokenManager:
         wanted = config.min_ttl if min_ttl is None else min_ttl
         if self._is_fresh(state, wanted):
             return config, state
-        return config, self._refresh(config, min_ttl=wanted, stale_generation=None, as_writer=False)
+        return config, self._refresh(config, state, min_ttl=wanted, stale_generation=None, as_writer=False)
 
     def refresh(
-        self, *, force: bool = False, min_ttl: float | None = None, as_writer: bool = False
+        self,
+        *,
+        force: bool = False,
+        min_ttl: float | None = None,
+        as_writer: bool = False,
+        stale_generation: int | None = None,
     ) -> RefreshOutcome:
         """Refresh when the token is not fresh enough (or always, with ``force``).
 
         ``as_writer`` marks the refresh operator: in single-writer mode it is the one
-        process allowed to spend the refresh token.
+        process allowed to spend the refresh token. ``stale_generation`` refreshes only
+        while that generation is still stored (a forced refresh others asked for).
         """
         config, state = self.read()
         before = state.generation
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        if not force and self._is_fresh(state, wanted):
+        stale = before if force else stale_generation
+        if stale is None and self._is_fresh(state, wanted):
             after = state
         else:
-            after = self._refresh(
-                config, min_ttl=wanted, stale_generation=before if force else None, as_writer=as_writer
-            )
-        return self.outcome(config, after, refreshed=after.generation != before)
+            after = self._refresh(config, state, min_ttl=wanted, stale_generation=stale, as_writer=as_writer)
+        return self.outcome(config, after, refreshed=after.generation != before, as_writer=as_writer)
 
     def _is_fresh(self, state: TokenState, min_ttl: float | None) -> bool:
         return is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), min_ttl)
 
-    def outcome(self, config: AACConnectionConfig, state: TokenState, *, refreshed: bool) -> RefreshOutcome:
+    def outcome(
+        self, config: AACConnectionConfig, state: TokenState, *, refreshed: bool, as_writer: bool = False
+    ) -> RefreshOutcome:
         return RefreshOutcome(
             conn_id=self.conn_id,
-            mode=self.mode(config).value,
+            mode=self.mode(config, as_writer=as_writer).value,
             generation=state.generation,
             refreshed=refreshed,
             access_expires_at=state.expires_at(state.expiry_claims(conn_id=self.conn_id)),
         )
 
-    def ensure_refreshable(self, config: AACConnectionConfig) -> None:
+    def ensure_refreshable(self, config: AACConnectionConfig, *, as_writer: bool = False) -> None:
         """Fail now, not at the first refresh hours later, when a refresh could not be stored."""
         refuse_unwritable(self.conn_id)
-        if self.mode(config) in (RefreshMode.LOCK, RefreshMode.SINGLE_WRITER):
+        if self.mode(config, as_writer=as_writer) in (RefreshMode.LOCK, RefreshMode.SINGLE_WRITER):
             self._api_conn_id(config)
 
-    def replace_rejected(self, rejected_generation: int) -> TokenState:
-        """After a 401: refresh unless another process already replaced that generation."""
-        config, _ = self.read()
+    def replace_rejected(self, rejected_generation: int) -> TokenState | None:
+        """After a 401: a replacement, unless the rejected token is too new to be the problem.
+
+        Returns the newer state another process already stored, or a refreshed one, or
+        None when the rejected token was issued within the cool-down (then the 401 means
+        something a new token cannot fix, and the caller reports it).
+        """
+        config, state = self.read()
+        if state.generation != rejected_generation:
+            return state
+        if self.rejection_is_not_about_expiry(state):
+            return None
         return self._refresh(
-            config, min_ttl=config.min_ttl, stale_generation=rejected_generation, as_writer=False
+            config, state, min_ttl=config.min_ttl, stale_generation=rejected_generation, as_writer=False
         )
 
-    def mode(self, config: AACConnectionConfig) -> RefreshMode:
+    def rejection_is_not_about_expiry(self, state: TokenState) -> bool:
+        if state.refreshed_at is None:
+            return False
+        lifetime = state.lifetime(state.expiry_claims(conn_id=self.conn_id))
+        cooldown = REJECTION_COOLDOWN if lifetime is None else min(REJECTION_COOLDOWN, lifetime / 4)
+        return self._clock() - state.refreshed_at < cooldown
+
+    def mode(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshMode:
+        """Who spends: lock holders, the metadata DB row, or only the refresh DAG.
+
+        A process with ORM access refreshes through the row only where no lock-less REST
+        writer can race it: when the connection names a lock (then it takes the lock
+        too) or has no Airflow API connection (then no worker writes). Otherwise the
+        workers are single-writer waiters and the refresh DAG writes through the REST
+        API without a lock, so this process leaves the spending to that DAG as well.
+        """
         chosen = config.refresh_mode
         if chosen is RefreshMode.AUTO:
             if orm_available():
-                return RefreshMode.METADATA_DB
+                if as_writer or config.lock_conn_id or not config.airflow_api_conn_id:
+                    return RefreshMode.METADATA_DB
+                return RefreshMode.SINGLE_WRITER
             return RefreshMode.LOCK if config.lock_conn_id else RefreshMode.SINGLE_WRITER
         if chosen is RefreshMode.METADATA_DB and not orm_available():
             raise AACConfigError(
@@ -157,47 +191,93 @@ class TokenManager:
             )
         return chosen
 
+    def refresher(self, config: AACConnectionConfig) -> Refresher:
+        lease = config.seconds("refresh_lease")
+        patience = config.seconds("store_patience")
+        refresher = Refresher(
+            conn_id=self.conn_id,
+            transport=self._transport,
+            clock=self._clock,
+            sleep=self._sleep,
+            rescue=self._rescue if self._rescue is not None else rescue_for(config),
+        )
+        if lease is not None:
+            if lease < 3:
+                raise AACConfigError(
+                    f"Connection {self.conn_id!r} has refresh_lease {lease}; use at least 3 s."
+                )
+            refresher.lease = lease
+        if patience is not None:
+            refresher.store_patience = patience
+        return refresher
+
     def _refresh(
         self,
         config: AACConnectionConfig,
+        state: TokenState,
         *,
         min_ttl: float | None,
         stale_generation: int | None,
         as_writer: bool,
     ) -> TokenState:
-        mode = self.mode(config)
-        log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, mode.value)
+        mode = self.mode(config, as_writer=as_writer)
         refuse_unwritable(self.conn_id)
-        if mode is RefreshMode.METADATA_DB:
-            state = self._refresher.with_lease(
-                lambda: metadata_db_section(self.conn_id), min_ttl=min_ttl, stale_generation=stale_generation
-            )
-        elif mode is RefreshMode.LOCK:
-            lock_conn_id = config.lock_conn_id
-            assert lock_conn_id is not None
-            store = RestTokenStore(self.conn_id, self._api_client(config))
-
-            @contextmanager
-            def locked() -> Iterator[TokenStore]:
-                lease = self._refresher.lease + 30.0
-                with refresh_lock(lock_conn_id, self.conn_id, wait=lease, lease=lease):
-                    yield store
-
-            state = self._refresher.under_lock(locked, min_ttl=min_ttl, stale_generation=stale_generation)
-        elif as_writer:
-            store = RestTokenStore(self.conn_id, self._api_client(config))
-            state = self._refresher.under_lock(
-                lambda: _as_section(store), min_ttl=min_ttl, stale_generation=stale_generation
-            )
-        else:
+        refresher = self.refresher(config)
+        if state.chain_is_dead:
+            raise refresher.dead_chain_error(state)
+        log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, mode.value)
+        if mode is RefreshMode.SINGLE_WRITER and not as_writer:
             state = self._wait_for_publication(config, min_ttl, stale_generation)
+        elif mode is RefreshMode.METADATA_DB or (
+            as_writer and orm_available() and not config.airflow_api_conn_id
+        ):
+
+            def in_metadata_db(guard: Guard) -> TokenState:
+                return refresher.with_lease(
+                    lambda: metadata_db_section(self.conn_id),
+                    min_ttl=min_ttl,
+                    stale_generation=stale_generation,
+                    guard=guard,
+                )
+
+            state = self._locked(config, refresher, in_metadata_db)
+        else:
+            store = RestTokenStore(self.conn_id, self._api_client(config))
+
+            def through_rest(guard: Guard) -> TokenState:
+                return refresher.under_lock(
+                    lambda: within(store), min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
+                )
+
+            state = self._locked(config, refresher, through_rest)
         mask(state.access_token, state.refresh_token)
         return state
+
+    def restore(self) -> TokenState | None:
+        """Store a pair an earlier refresh held back; None when nothing is held for the stored token."""
+        config, _ = self.read()
+        refresher = self.refresher(config)
+        if orm_available():
+            section = lambda: metadata_db_section(self.conn_id)  # noqa: E731
+        else:
+            store = RestTokenStore(self.conn_id, self._api_client(config))
+            section = lambda: within(store)  # noqa: E731
+        return self._locked(config, refresher, lambda guard: refresher.complete_held(section))
+
+    def _locked(self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T]) -> T:
+        """Every refresher of a connection that names a lock takes it, in every mode."""
+        if not config.lock_conn_id:
+            return run(no_guard)
+        wait = refresher.max_wait + LOCK_RELEASE_BOUND
+        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as held:
+            return run(held.ensure_held)
 
     def _api_client(self, config: AACConnectionConfig) -> AirflowApiClient:
         api_conn_id = self._api_conn_id(config)
         if self._api is None or self._api.api_conn_id != api_conn_id:
-            self._api = AirflowApiClient(api_conn_id, clock=self._clock, sleep=self._sleep)
+            self._api = AirflowApiClient(
+                api_conn_id, aac_conn_id=self.conn_id, clock=self._clock, sleep=self._sleep
+            )
         return self._api
 
     def _api_conn_id(self, config: AACConnectionConfig) -> str:
@@ -216,7 +296,7 @@ class TokenManager:
     ) -> TokenState:
         """Single-writer mode: tasks never spend the token; they wait for the refresh DAG."""
         state = config.token_state()
-        self._request_refresh_run(config)
+        self._request_refresh_run(config, state.generation, forced=stale_generation is not None)
         budget = self._publish_wait
         if budget is None:
             budget = config.seconds("publish_wait") or DEFAULT_PUBLISH_WAIT
@@ -231,6 +311,8 @@ class TokenManager:
             published = stale_generation is None or state.generation != stale_generation
             if published and self._is_fresh(state, min_ttl):
                 return state
+            if state.chain_is_dead:
+                raise self.refresher(config).dead_chain_error(state)
             if self._clock() >= deadline:
                 break
             self._sleep(min(PUBLISH_POLL_INTERVAL, max(0.0, deadline - self._clock())))
@@ -252,17 +334,25 @@ class TokenManager:
             "the connection a 'lock_conn_id' and 'airflow_api_conn_id' so workers can refresh safely)."
         )
 
-    def _request_refresh_run(self, config: AACConnectionConfig) -> None:
+    def _request_refresh_run(self, config: AACConnectionConfig, generation: int, *, forced: bool) -> None:
+        """Ask for one refresh DAG run per generation; a forced one replaces a rejected token.
+
+        The run id names the connection and generation, so the many tasks that need the
+        same refresh ask once: Airflow refuses a second run with the same id.
+        """
         if not config.airflow_api_conn_id or config.extra.get("trigger_refresh_dag") is False:
             return
+        kind = "forced" if forced else "due"
+        run_id = f"aac_{kind}__{self.conn_id}__g{generation}"
+        conf = {FORCE_GENERATION_CONF: generation} if forced else {}
         try:
-            run_id = self._api_client(config).trigger_dag_run(config.refresh_dag_id)
+            created = self._api_client(config).trigger_dag_run(config.refresh_dag_id, conf, run_id=run_id)
         except AACError as err:
             log.warning("AAC connection %r: could not ask for a refresh DAG run: %s", self.conn_id, err)
         else:
-            log.info("AAC connection %r: asked for refresh DAG run %s.", self.conn_id, run_id)
-
-
-@contextmanager
-def _as_section(store: TokenStore) -> Iterator[TokenStore]:
-    yield store
+            log.info(
+                "AAC connection %r: %s refresh DAG run %s.",
+                self.conn_id,
+                "asked for" if created else "a request is already pending:",
+                run_id,
+            )

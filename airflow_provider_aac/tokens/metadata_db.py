@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_provider_aac.core.errors import AACConfigError, AACTransientError
-from airflow_provider_aac.core.refresh import TokenStore
-from airflow_provider_aac.core.token_state import TokenState, Version, check_version, parse_extra
+from airflow_provider_aac.core.errors import AACConfigError, AACStoreUnavailableError
+from airflow_provider_aac.core.refresh import Change, TokenStore
+from airflow_provider_aac.core.token_state import TokenState, Version, check_version
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
 
 BUSY_RETRY_SECONDS = 30.0
@@ -39,6 +39,22 @@ def orm_available() -> bool:
     return session_factory is not None and getattr(session_factory, "__name__", "") != "BlockedDBSession"
 
 
+def metadata_db_unreachable() -> str | None:
+    """Why the metadata DB does not answer a trivial query, or None when it does."""
+    try:
+        from airflow import settings
+        from sqlalchemy import text
+
+        engine = settings.engine
+        if engine is None:
+            return None
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as err:
+        return f"the metadata DB did not answer ({type(err).__name__})"
+    return None
+
+
 class MetadataDbTokenStore:
     """The locked connection row, inside one transaction."""
 
@@ -50,19 +66,16 @@ class MetadataDbTokenStore:
         config = config_from_connection(self.row)
         return config.token_state(), config.extra
 
-    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
-        stored = TokenState.from_extra(
-            parse_extra(self.row.extra, conn_id=self.conn_id), conn_id=self.conn_id
-        )
+    def update(self, expected: Version, change: Change) -> dict[str, Any]:
+        stored, extra = self.read()
         check_version(stored, expected, conn_id=self.conn_id)
-        self.row.set_extra(json.dumps(extra))
+        new_extra = change(stored, extra)
+        self.row.set_extra(json.dumps(new_extra))
+        return new_extra
 
     def check_writable(self) -> None:
         """Tasks read through Airflow's lookup; if that shows other tokens, our writes are invisible."""
-        visible = read_config(self.conn_id).extra
-        if visible.get("refresh_token") != parse_extra(self.row.extra, conn_id=self.conn_id).get(
-            "refresh_token"
-        ):
+        if read_config(self.conn_id).extra.get("refresh_token") != self.read()[1].get("refresh_token"):
             raise AACConfigError(
                 f"Connection {self.conn_id!r} is shadowed: Airflow's lookup (an AIRFLOW_CONN_ variable or "
                 "a secrets backend) returns other tokens than the metadata DB row, so a refreshed pair "
@@ -77,11 +90,20 @@ def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
 
     Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped
     session and commits it, which would end this transaction and free the row early.
+    A database that fails (a restart, a failover) is reported as unavailable, so the
+    refresh retries its store instead of dropping the pair.
     """
     from airflow.utils.session import create_session
+    from sqlalchemy.exc import DBAPIError
 
-    with create_session(scoped=False) as session:
-        yield MetadataDbTokenStore(conn_id, _lock_row(session, conn_id))
+    try:
+        with create_session(scoped=False) as session:
+            yield MetadataDbTokenStore(conn_id, _lock_row(session, conn_id))
+    except DBAPIError as err:
+        raise AACStoreUnavailableError(
+            f"The metadata DB failed while reading or writing connection {conn_id!r} "
+            f"({type(err.orig).__name__ if err.orig is not None else type(err).__name__}); it may be restarting."
+        ) from None
 
 
 def _lock_row(session: Any, conn_id: str) -> Any:
@@ -104,8 +126,10 @@ def _lock_row(session: Any, conn_id: str) -> Any:
             break
         except OperationalError as err:
             session.rollback()
-            if "locked" not in str(err).lower() or time.monotonic() > deadline:
-                raise AACTransientError(
+            if "locked" not in str(err).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise AACStoreUnavailableError(
                     f"The metadata DB stayed busy while locking connection {conn_id!r}; try again."
                 ) from None
             time.sleep(delay)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from airflow_provider_aac.core.errors import (
 from airflow_provider_aac.core.oauth import (
     AACRefreshOutcomeUnknownError,
     RawResponse,
+    SendWindow,
     TokenEndpoint,
     TokenGrant,
     TransportFailure,
@@ -71,7 +73,8 @@ def refresh(
         endpoint,
         token,
         conn_id=CONN,
-        timeout=kwargs.pop("timeout", 5.0),
+        deadline=time.time() + kwargs.pop("window", 10.0),
+        clock=time.time,
         backoff=kwargs.pop("backoff", BACKOFF),
         sleep=sleep,
     )
@@ -295,13 +298,13 @@ def test_lost_response_is_an_unknown_outcome_with_exactly_one_request(
     assert (stats["token_requests"], stats["refreshes"], stats["reuses"]) == (1, 1, 0)
 
 
-def test_read_timeout_is_an_unknown_outcome_and_not_retried(
+def test_an_answer_past_the_deadline_is_an_unknown_outcome_and_not_retried(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session
 ) -> None:
-    aac_simulator.slow_token_endpoint(1.0)
+    aac_simulator.slow_token_endpoint(3.5)
     sleeps = Sleeps()
-    with pytest.raises(AACRefreshOutcomeUnknownError, match="ReadTimeout"):
-        refresh(aac_simulator, session, aac_token_pair["refresh_token"], sleeps, timeout=0.2)
+    with pytest.raises(AACRefreshOutcomeUnknownError, match="no complete answer within"):
+        refresh(aac_simulator, session, aac_token_pair["refresh_token"], sleeps, window=2.5)
     assert sleeps.delays == []
     assert aac_simulator.stats()["token_requests"] == 1
 
@@ -320,7 +323,14 @@ def test_unreachable_endpoint_is_retried_then_reported_as_not_spent(session: req
     sleeps = Sleeps()
     with pytest.raises(AACTransientError) as info:
         request_refresh(
-            requests_token_transport(session), endpoint, "r", conn_id=CONN, backoff=BACKOFF, sleep=sleeps
+            requests_token_transport(session),
+            endpoint,
+            "r",
+            conn_id=CONN,
+            deadline=time.time() + 30,
+            clock=time.time,
+            backoff=BACKOFF,
+            sleep=sleeps,
         )
     assert not isinstance(info.value, AACRefreshOutcomeUnknownError)
     message = str(info.value)
@@ -335,15 +345,21 @@ def test_transport_failure_before_sending_is_retried_and_then_succeeds(
     real = requests_token_transport(session)
     calls: list[str] = []
 
-    def flaky(url: str, form: Any, timeout: float) -> RawResponse:
+    def flaky(url: str, form: Any, window: SendWindow) -> RawResponse:
         calls.append(url)
         if len(calls) == 1:
             raise TransportFailure("ConnectionError", request_sent=False)
-        return real(url, form, timeout)
+        return real(url, form, window)
 
     sleeps = Sleeps()
     grant = request_refresh(
-        flaky, endpoint_of(aac_simulator), aac_token_pair["refresh_token"], conn_id=CONN, sleep=sleeps
+        flaky,
+        endpoint_of(aac_simulator),
+        aac_token_pair["refresh_token"],
+        conn_id=CONN,
+        deadline=time.time() + 30,
+        clock=time.time,
+        sleep=sleeps,
     )
     works = usable(grant)
     assert works and len(calls) == 2 and len(sleeps.delays) == 1

@@ -29,8 +29,8 @@ from airflow_provider_aac.core.errors import (
     AACTokenChainBrokenError,
     AACTransientError,
 )
-from airflow_provider_aac.core.oauth import AACRefreshOutcomeUnknownError, RawResponse, TokenGrant
-from airflow_provider_aac.core.refresh import Refresher, rotated
+from airflow_provider_aac.core.oauth import AACRefreshOutcomeUnknownError, RawResponse, SendWindow, TokenGrant
+from airflow_provider_aac.core.refresh import Change, Refresher, rotated
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     IN_FLIGHT,
@@ -67,13 +67,17 @@ class MemoryStore:
         extra = self.peek()
         return TokenState.from_extra(extra, conn_id=CONN), extra
 
-    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
+    def update(self, expected: Version, change: Change) -> dict[str, Any]:
         assert self.lock.locked(), "the store was written outside an exclusive section"
-        check_version(TokenState.from_extra(self.peek(), conn_id=CONN), expected, conn_id=CONN)
+        current = self.peek()
+        state = TokenState.from_extra(current, conn_id=CONN)
+        check_version(state, expected, conn_id=CONN)
+        extra = change(state, current)
         if self.on_write is not None:
             self.on_write(extra)
         self._stored = json.dumps(extra)
         self.writes.append(json.loads(self._stored))
+        return extra
 
     def check_writable(self) -> None:
         if self.writable_error is not None:
@@ -115,9 +119,9 @@ class PerCallStore:
         with self._store.section():
             return self._store.read()
 
-    def write(self, extra: dict[str, Any], *, expected: Version) -> None:
+    def update(self, expected: Version, change: Change) -> dict[str, Any]:
         with self._store.section():
-            self._store.write(extra, expected=expected)
+            return self._store.update(expected, change)
 
     def check_writable(self) -> None:
         self._store.check_writable()
@@ -178,9 +182,11 @@ def refresher(
         clock=clock,
         sleep=sleep or Sleeps(real=True),
         identity=identity,
-        token_timeout=kwargs.pop("token_timeout", 5.0),
+        lease=kwargs.pop("lease", 12.0),
         backoff=kwargs.pop("backoff", FAST_BACKOFF),
         poll_interval=kwargs.pop("poll_interval", 0.01),
+        takeover_grace=kwargs.pop("takeover_grace", 0.05),
+        **kwargs,
     )
 
 
@@ -195,11 +201,11 @@ def wait_until(probe: Callable[[], bool], what: str, timeout: float = DEADLINE) 
 def gated(transport: Any, gate: threading.Event, entered: threading.Event | None = None) -> Any:
     """A transport that waits for ``gate`` (with a deadline) before sending."""
 
-    def send(url: str, form: Mapping[str, str], timeout: float) -> RawResponse:
+    def send(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
         if entered is not None:
             entered.set()
         assert gate.wait(DEADLINE), "the gate never opened"
-        result: RawResponse = transport(url, form, timeout)
+        result: RawResponse = transport(url, form, window)
         return result
 
     return send
@@ -420,28 +426,30 @@ def test_unwritable_store_spends_nothing(aac_simulator: AACSimulator, aac_token_
 def test_store_refuses_a_stale_expected_generation(aac_token_pair: dict[str, Any]) -> None:
     store = MemoryStore({**fresh_extra(aac_token_pair), "generation": 3})
     with store.section(), pytest.raises(AACStoreError, match="holds generation 3, not 2"):
-        store.write({**fresh_extra(aac_token_pair), "generation": 9}, expected=Version(2, None))
+        store.update(
+            Version(2, None, fingerprint(aac_token_pair["refresh_token"])),
+            lambda state, extra: {**fresh_extra(aac_token_pair), "generation": 9},
+        )
     assert store.state().generation == 3 and store.write_count == 0
 
 
-def test_a_newer_pair_written_during_the_refresh_is_not_overwritten(
-    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+def test_a_newer_pair_written_during_the_refresh_wins_and_the_holder_says_so(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore(stale_extra(aac_token_pair))
     rogue = {**fresh_extra(aac_simulator.mint_pair()), "generation": 5, "note": "rogue"}
     real = requests_token_transport(requests.Session())
 
-    def transport(url: str, form: Mapping[str, str], timeout: float) -> RawResponse:
-        store.force(rogue)  # someone ignoring the lock stores generation 5 meanwhile
-        return real(url, form, timeout)
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+        store.force(rogue)  # someone ignoring the lock stores another pair meanwhile
+        return real(url, form, window)
 
-    with pytest.raises(AACStoreError) as info:
-        refresher(aac_simulator, transport=transport).under_lock(store.section, min_ttl=None)
-    message = str(info.value)
-    assert "holds generation 5, not 0" in message
-    assert "The refresh token was already spent" in message and "generate a new pair" in message
+    state = refresher(aac_simulator, transport=transport).under_lock(store.section, min_ttl=None)
+    assert state.generation == 5
     kept_rogue = store.peek() == rogue
     assert kept_rogue
+    assert "now holds another refresh token than the one this process spent" in caplog.text
+    assert "the stored one wins" in caplog.text
 
 
 def test_200_without_access_token_stores_the_rotated_refresh_token_then_fails(
@@ -525,10 +533,13 @@ def test_with_lease_takes_over_from_a_dead_holder(
         attempt_id="dead", by="dead-host:99", started_at=now - 200, lease_until=now - 10, generation=0
     )
     store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: dead.to_json()})
-    sleeps = Sleeps()
-    state = refresher(aac_simulator, "taker:3", sleep=sleeps).with_lease(store.section, min_ttl=None)
+    sleeps = Sleeps(real=True)
+    taker = refresher(aac_simulator, "taker:3", sleep=sleeps, takeover_grace=0.3)
+    state = taker.with_lease(store.section, min_ttl=None)
     assert state.generation == 1
-    assert sleeps.delays == [], "an expired lease is taken over without waiting"
+    # An ended lease is honoured for the takeover grace only (its holder may still be
+    # storing after an outage), not for another lease.
+    assert 0.25 <= sum(sleeps.delays) < 2.0, sum(sleeps.delays)
     claim = store.writes[0]
     recorded = InFlight.from_json(claim[LAST_INTERRUPTED])
     assert recorded is not None and (recorded.attempt_id, recorded.by) == ("dead", "dead-host:99")
@@ -637,19 +648,19 @@ def test_with_lease_definite_failure_releases_the_claim(
     assert sleeps.delays == []
 
 
-def test_with_lease_claim_overwritten_during_the_post_is_refused(
-    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+def test_with_lease_a_pair_pasted_during_the_post_wins(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore(stale_extra(aac_token_pair))
     pasted = {**fresh_extra(aac_simulator.mint_pair()), "note": "the user pasted a new pair"}
     real = requests_token_transport(requests.Session())
 
-    def transport(url: str, form: Mapping[str, str], timeout: float) -> RawResponse:
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
         store.force(pasted)
-        return real(url, form, timeout)
+        return real(url, form, window)
 
-    with pytest.raises(AACStoreError, match="refusing to write over it"):
-        refresher(aac_simulator, transport=transport).with_lease(store.section, min_ttl=None)
+    state = refresher(aac_simulator, transport=transport).with_lease(store.section, min_ttl=None)
+    assert state.generation == 0 and "the stored one wins" in caplog.text
     kept_pasted = store.peek() == pasted
     assert kept_pasted
 
@@ -679,9 +690,9 @@ def test_under_lock_respects_a_live_claim_from_with_lease(
     )
     real = requests_token_transport(requests.Session())
 
-    def b_transport(url: str, form: Mapping[str, str], timeout: float) -> RawResponse:
+    def b_transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
         try:
-            result: RawResponse = real(url, form, timeout)
+            result: RawResponse = real(url, form, window)
         finally:
             b_moved.set()  # only now may the api-server's request go out
         return result
@@ -722,11 +733,11 @@ def test_under_lock_respects_a_live_claim_from_with_lease(
 # =========================================================================== pieces
 
 
-def test_lease_covers_every_attempt_and_wait() -> None:
-    backoff = Backoff(attempts=3, base=0.5, cap=5.0, max_retry_after=20.0)
-    engine = Refresher(conn_id=CONN, transport=lambda *a: None, backoff=backoff, token_timeout=20.0)  # type: ignore[arg-type,return-value]
-    longest_wait = backoff.max_retry_after + backoff.cap / 4
-    assert engine.lease >= backoff.attempts * 20.0 + (backoff.attempts - 1) * longest_wait
+def test_a_waiter_waits_out_the_whole_lease_and_both_skew_margins() -> None:
+    engine = Refresher(conn_id=CONN, transport=lambda *a: None, lease=60.0)  # type: ignore[arg-type,return-value]
+    assert engine.skew_margin == 10.0
+    assert engine.max_wait >= engine.lease + 2 * engine.skew_margin + engine.takeover_grace
+    assert Refresher(conn_id=CONN, transport=lambda *a: None, lease=600.0).skew_margin == 15.0  # type: ignore[arg-type,return-value]
 
 
 def test_rotated_counts_expiry_from_the_request() -> None:

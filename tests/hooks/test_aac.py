@@ -55,23 +55,27 @@ def run_hook(home: AirflowHome, conn_id: str, phase: str) -> dict[str, Any]:
 
 
 def test_hook_in_metadata_db_mode_replaces_a_rejected_token_once(airflow_pg_home: AirflowHome) -> None:
+    # Each phase starts from a pair the provider has not refreshed yet: a 401 on a token the
+    # provider issued moments ago is not replaced again (see tests/faults).
     with AACSimulator(access_ttl=300) as sim:
         airflow_pg_home.add_aac_connection("aac_hook_e2e", sim)
+        airflow_pg_home.add_aac_connection("aac_hook_e2e_session", sim)
         sim.fail_api(401, times=1, path_prefix="/v4/people/current")
         first = run_hook(airflow_pg_home, "aac_hook_e2e", "request")
         sim.fail_api(401, times=1, path_prefix="/v4/people/current")
-        out = run_hook(airflow_pg_home, "aac_hook_e2e", "session")
+        out = run_hook(airflow_pg_home, "aac_hook_e2e_session", "session")
         stats = sim.stats()
     assert first["request_after_401"] == 200
     assert out["session_after_401"] == 200 and out["session_has_bearer"] == 200
     assert out["async_token_matches"] is True and out["async_request"] == 200
     assert out["test_connection"] == [True, "Connected to AAC as sim@example.com."]
     assert out["forced"] == {"refreshed": True, "mode": "metadata_db"}
-    assert out["generations"] == [1, 3], "a 401 in each phase and one forced refresh, each stored"
+    assert out["generations"] == [0, 2], "the session's 401 and one forced refresh, each stored"
     assert out["not_due"] is False
     assert stats["refreshes"] == 3 and stats["reuses"] == 0 and stats["invalid_grant"] == 0
-    stored = airflow_pg_home.get_connection_extra("aac_hook_e2e")
-    assert stored["generation"] == 3 and "refresh_in_flight" not in stored
+    assert airflow_pg_home.get_connection_extra("aac_hook_e2e")["generation"] == 1
+    stored = airflow_pg_home.get_connection_extra("aac_hook_e2e_session")
+    assert stored["generation"] == 2 and "refresh_in_flight" not in stored
 
 
 def test_wrong_airflow_api_credentials_refuse_before_spending(

@@ -459,7 +459,7 @@ for case in spec["cases"]:
         session.add(Connection(conn_id=conn_id, conn_type="aac", host=sim, extra=json.dumps(extra)))
     before = stats()
     hook = AACHook(conn_id)
-    hook.tokens._refresher.sleep = lambda seconds: None
+    hook.tokens._sleep = lambda seconds: None
     outcome = {"error": None}
     try:
         hook.request("GET", "/v4/people/current")

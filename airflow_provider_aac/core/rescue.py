@@ -1,0 +1,154 @@
+"""Holding a new token pair until it is stored.
+
+Once AAC has answered a refresh, the refresh token it spent is dead and the answer is
+the only live end of the chain. If the connection cannot be written at that moment (an
+api-server restarting in a deploy, the metadata DB failing over), the pair is held in
+every rescue place the deployment has, before the store is retried. Whoever refreshes
+this connection next, or ``airflow-aac restore``, completes a held pair before anything
+else, and only while the connection still holds the refresh token that was spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from airflow_provider_aac.core.oauth import TokenGrant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeldPair:
+    """A token answer not yet stored; ``spends`` is the fingerprint of the token it replaces."""
+
+    conn_id: str
+    spends: str
+    access_token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_in: float | None
+    requested_at: float
+    held_at: float
+    by: str
+
+    @property
+    def grant(self) -> TokenGrant:
+        return TokenGrant(self.access_token, self.refresh_token, self.expires_in)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "conn_id": self.conn_id,
+                "spends": self.spends,
+                "access_token": self.access_token,
+                "refresh_token": self.refresh_token,
+                "expires_in": self.expires_in,
+                "requested_at": self.requested_at,
+                "held_at": self.held_at,
+                "by": self.by,
+            }
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> HeldPair | None:
+        try:
+            value: Any = json.loads(raw.decode())
+            return cls(
+                conn_id=str(value["conn_id"]),
+                spends=str(value["spends"]),
+                access_token=value.get("access_token"),
+                refresh_token=value.get("refresh_token"),
+                expires_in=value.get("expires_in"),
+                requested_at=float(value["requested_at"]),
+                held_at=float(value["held_at"]),
+                by=str(value.get("by", "unknown")),
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+
+
+class RescuePlace(Protocol):
+    """One place a pair can be held: the lock backend, a local spool, this process's memory."""
+
+    @property
+    def where(self) -> str:
+        """Where, in words a person can act on (a host and a path, a Redis key)."""
+
+    def hold(self, pair: HeldPair) -> None: ...
+
+    def held(self, conn_id: str) -> list[HeldPair]: ...
+
+    def drop(self, conn_id: str, spends: str) -> None: ...
+
+
+class MemoryPlace:
+    """This process's memory: lost with the process, so never the only place when another exists."""
+
+    where = "this process's memory"
+
+    def __init__(self) -> None:
+        self._pairs: dict[tuple[str, str], HeldPair] = {}
+
+    def hold(self, pair: HeldPair) -> None:
+        self._pairs[(pair.conn_id, pair.spends)] = pair
+
+    def held(self, conn_id: str) -> list[HeldPair]:
+        return [pair for (conn, _), pair in self._pairs.items() if conn == conn_id]
+
+    def drop(self, conn_id: str, spends: str) -> None:
+        self._pairs.pop((conn_id, spends), None)
+
+
+class Rescue:
+    """Every rescue place of one deployment, used together; a failing place never stops the others."""
+
+    def __init__(self, places: Sequence[RescuePlace] = ()) -> None:
+        self.places = list(places)
+
+    def hold(self, pair: HeldPair) -> list[str]:
+        """Hold the pair wherever possible; returns where it is held."""
+        held = []
+        for place in self.places:
+            try:
+                place.hold(pair)
+            except Exception as err:  # a rescue place failing must never cost the pair
+                log.warning(
+                    "Could not hold the new AAC token pair in %s: %s", place.where, type(err).__name__
+                )
+            else:
+                held.append(place.where)
+        return held
+
+    def pending(self, conn_id: str, spends: str) -> HeldPair | None:
+        """The newest held pair that replaces the refresh token with fingerprint ``spends``."""
+        found: list[HeldPair] = []
+        for place in self.places:
+            try:
+                found.extend(pair for pair in place.held(conn_id) if pair.spends == spends)
+            except Exception as err:
+                log.warning(
+                    "Could not look for a held AAC token pair in %s: %s", place.where, type(err).__name__
+                )
+        return max(found, key=lambda pair: pair.held_at, default=None)
+
+    def drop(self, conn_id: str, spends: str) -> None:
+        for place in self.places:
+            try:
+                place.drop(conn_id, spends)
+            except Exception as err:
+                log.warning(
+                    "Could not remove a held AAC token pair from %s: %s", place.where, type(err).__name__
+                )
+
+    def drop_stale(self, conn_id: str, keep: str) -> None:
+        """Forget pairs that replace any token but ``keep``: the connection moved past them."""
+        for place in self.places:
+            try:
+                for pair in place.held(conn_id):
+                    if pair.spends != keep:
+                        place.drop(conn_id, pair.spends)
+            except Exception as err:
+                log.warning("Could not tidy held AAC token pairs in %s: %s", place.where, type(err).__name__)
