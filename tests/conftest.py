@@ -17,6 +17,8 @@ from airflow_provider_aac.testing.airflow_env import (
     start_api_server,
 )
 
+pytest_plugins = ["tests.support.fault_fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
