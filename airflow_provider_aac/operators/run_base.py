@@ -1,4 +1,4 @@
-"""What every AAC run operator does: start one run, publish it, wait for it.
+"""What every AAC run operator does: start or resume one run, publish it, wait for it.
 
 The concrete operators (``operators/aac.py``) only say which endpoint starts their kind of
 run and how its answer names the run.
@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.core.errors import AACError, AACNotFoundError
 from airflow_provider_aac.core.rate_limits import RUN_GATE
 from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
+from airflow_provider_aac.resume import RunRecord, RunResume
 from airflow_provider_aac.runs import (
     ENDPOINTS,
     MAX_CONSECUTIVE_POLL_ERRORS,
@@ -65,6 +66,7 @@ def execution_id(context: Context, kind: RunKind, target_id: int) -> str:
 
     AAC answers a repeat of an ``x-execution-id`` with 304 instead of a second run, so
     the hook may retry the POST after a 5xx or a lost answer without starting two runs.
+    A retry that finds the previous try's request unanswered resends that try's id.
     """
     ti = context["ti"]
     key = "/".join(
@@ -77,17 +79,22 @@ def execution_id(context: Context, kind: RunKind, target_id: int) -> str:
 class AACRunOperatorBase(BaseOperator):
     """Start one AAC run, publish where it is, and (by default) wait for it to end.
 
-    The run id and its AAC URL go to XCom (``run_id``, ``run_url``) before any waiting, so
-    a downstream sensor or a person can follow the run even if this task is killed.
+    The run id goes where the next try finds it, and with its AAC URL to XCom (``run_id``,
+    ``run_url``), before any waiting. A retry (after a crash, a lost worker or a failed
+    wait) attaches to a run still going, returns one that completed, and starts a new
+    run only when the last one failed or was canceled; clearing the task starts a new
+    one. See :mod:`airflow_provider_aac.resume` for where the run id is kept.
 
     :param aac_conn_id: the ``aac`` connection.
     :param wait_for_completion: wait for the run to end; otherwise return once it started.
     :param poll_interval: seconds between status checks (> 0).
-    :param timeout: seconds from the run's start until the task gives up (> 0).
+    :param timeout: seconds a try waits for the run, from when it started or attached (> 0).
     :param deferrable: wait in the triggerer instead of holding a worker slot (default:
         ``[operators] default_deferrable``).
-    :param cancel_on_kill: cancel the run in AAC when the task is killed.
+    :param cancel_on_kill: cancel the run in AAC when the task is killed. A worker shut
+        down with SIGTERM kills its tasks too: with ``False`` the retry attaches instead.
     :param cancel_on_timeout: cancel the run in AAC when ``timeout`` passes.
+    :param resume: let a retry attach to this task's earlier run (default True).
     :param retry_failed_runs: a run that AAC failed or canceled fails the task with its
         normal retries, each starting a new run (default); False fails it for good.
     """
@@ -108,6 +115,7 @@ class AACRunOperatorBase(BaseOperator):
         deferrable: bool | None = None,
         cancel_on_kill: bool = True,
         cancel_on_timeout: bool = True,
+        resume: bool = True,
         retry_failed_runs: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -119,11 +127,13 @@ class AACRunOperatorBase(BaseOperator):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
+        self.resume = resume
         self.retry_failed_runs = retry_failed_runs
         self.aac_run_id: int | None = None
         self.job_group_ids: list[int] = []
         self._run_url: str | None = None
         self._ended = False
+        self._resume: RunResume | None = None
 
     def _check_target(self, value: Any) -> None:
         if not is_templated(value):
@@ -155,16 +165,35 @@ class AACRunOperatorBase(BaseOperator):
     def _execute(self, context: Context) -> int:
         target = self._target()
         hook = AACHook(self.aac_conn_id)
-        run_id = self._start(hook, target, execution_id(context, self.kind, target))
+        self._resume = resume = RunResume.open(
+            context, self.kind.value, target, enabled=self.resume, logger=self.log
+        )
+        previous = resume.previous()
+        state = self._reattach(hook, previous) if previous is not None and previous.run_id else None
+        if state is not None and previous is not None:
+            run_id = state.run_id
+            self.job_group_ids = list(previous.job_group_ids)
+            resume.attached(previous)
+        else:
+            pending = previous is not None and previous.run_id is None
+            ident = (
+                previous.execution_id if pending and previous else execution_id(context, self.kind, target)
+            )
+            resume.begin(ident)
+            run_id = self._start(hook, target, ident, from_earlier_try=pending)
+            resume.started(run_id, self.job_group_ids)
         self.aac_run_id = run_id
         self._run_url = run_url(read_config(self.aac_conn_id), self.kind, run_id)
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_XCOM_KEY, value=run_id)
         ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
         self._publish(context)
-        self.log.info("Started AAC %s %s: %s", ENDPOINTS[self.kind].label, run_id, self._run_url)
+        verb = "Attached to" if state is not None else "Started"
+        self.log.info("%s AAC %s %s: %s", verb, ENDPOINTS[self.kind].label, run_id, self._run_url)
         if not self.wait_for_completion:
             return run_id
+        if state is not None and state.terminal:
+            return self._finish(state)
         end_time = time.time() + self.timeout
         errors = PollErrors(self.max_poll_errors)
         state = self._check(hook, run_id, errors)
@@ -191,7 +220,29 @@ class AACRunOperatorBase(BaseOperator):
             )
         return self._poll(hook, run_id, end_time, errors)
 
-    def _start(self, hook: AACHook, target: int, ident: str) -> int:
+    def _reattach(self, hook: AACHook, record: RunRecord) -> RunState | None:
+        """The earlier try's run if it is going or completed; None when a new run must start."""
+        assert record.run_id is not None
+        what = f"AAC {ENDPOINTS[self.kind].label} {record.run_id}"
+        try:
+            state = get_status(hook, self.kind, record.run_id)
+        except AACNotFoundError:
+            self.log.warning(
+                "Try %s started %s, which AAC no longer knows: starting a new run.", record.try_number, what
+            )
+            return None
+        if state.terminal and not state.succeeded:
+            self.log.info(
+                "Try %s started %s, which ended %s: starting a new run.", record.try_number, what, state.raw
+            )
+            return None
+        if state.succeeded:
+            self.log.info(
+                "Try %s started %s, which completed: not running it again.", record.try_number, what
+            )
+        return state
+
+    def _start(self, hook: AACHook, target: int, ident: str, *, from_earlier_try: bool) -> int:
         path = self._path(target)
         gate = f"{hook.base_url} {path.split('/')[2]}"
         wait = RUN_GATE.wait_time(gate)
@@ -200,12 +251,13 @@ class AACRunOperatorBase(BaseOperator):
             time.sleep(wait)
         response = hook.request("POST", path, json=self._body(target), headers={EXECUTION_ID_HEADER: ident})
         RUN_GATE.observe(gate, response.headers)
-        return self._started_run(path, response)
+        return self._started_run(path, response, from_earlier_try)
 
-    def _started_run(self, path: str, response: ApiResponse) -> int:
+    def _started_run(self, path: str, response: ApiResponse, from_earlier_try: bool = False) -> int:
         if response.status_code == 304:
+            who = "an earlier try of this task" if from_earlier_try else "this task try"
             raise AACRunOutcomeUnknownError(
-                f"AAC answered 304 to POST {path}: this task try already started the run, but the "
+                f"AAC answered 304 to POST {path}: {who} already started the run, but the "
                 "answer naming it was lost. Airflow did not start another one. Find the run in AAC "
                 "(it started moments ago) and follow it there; clear this task only if you want a second run."
             )
@@ -243,14 +295,21 @@ class AACRunOperatorBase(BaseOperator):
     def _time_out(self, hook: AACHook, run_id: int) -> None:
         canceled = self._cancel(hook, "timeout") if self.cancel_on_timeout else False
         self._ended = True
+        if canceled:
+            self._run_done()
         raise AACRunTimeoutError(timeout_message(self.kind, run_id, self.timeout, self._run_url, canceled))
 
     def _finish(self, state: RunState) -> int:
         self._ended = True
+        self._run_done()
         if state.succeeded:
             self.log.info("%s ended %s.", state.describe(), state.raw)
             return state.run_id
         raise failure_error(state, self._run_url)
+
+    def _run_done(self) -> None:
+        if self._resume is not None:
+            self._resume.done()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
         """Back from the trigger: its event says how the run ended."""
@@ -264,6 +323,11 @@ class AACRunOperatorBase(BaseOperator):
         self.job_group_ids = [int(i) for i in event.get("job_group_ids") or ()]
         self._ended = True
         status = event.get("status")
+        if status in ("success", "failed") or (status == "timeout" and event.get("canceled")):
+            self._resume = RunResume.open(
+                context, self.kind.value, self._target(), enabled=self.resume, logger=self.log
+            )
+            self._run_done()
         if status == "success":
             self.log.info("%s", event.get("message"))
             return run_id
