@@ -1,4 +1,4 @@
-"""What every AAC run operator does: start or resume one run, publish it, wait for it.
+"""What every AAC run operator does: start or resume one run, publish it, wait, report lineage.
 
 The concrete operators (``operators/aac.py``) only say which endpoint starts their kind of
 run and how its answer names the run.
@@ -355,6 +355,18 @@ class AACRunOperatorBase(BaseOperator):
     def on_kill(self) -> None:
         if self.cancel_on_kill and not self._ended:
             self._cancel(AACHook(self.aac_conn_id), "kill")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Datasets the run's job groups read and wrote, and the run's id and URL (OpenLineage).
+
+        Called by the OpenLineage provider's listener after the task ends, on the operator
+        that ran it (in deferrable mode the one that ran ``execute_complete``).
+        """
+        from airflow_provider_aac.lineage import operator_lineage
+
+        return operator_lineage(
+            AACHook(self.aac_conn_id), self.kind, self.aac_run_id, self._run_url, self.job_group_ids
+        )
 
 
 __all__ = ["JOB_GROUP_IDS_XCOM_KEY", "AACRunOperatorBase", "execution_id"]
