@@ -125,6 +125,11 @@ def _default_datasets(dataset_id: int) -> _Datasets:
     )
 
 
+def _ms_up(seconds: float) -> float:
+    """Rounded up to the millisecond: a client that waits exactly this long never comes back early."""
+    return math.ceil(seconds * 1000) / 1000
+
+
 def _user_of(request: _Request) -> str:
     """The token's subject; ``_api`` has verified the token before anything here runs."""
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
@@ -147,6 +152,7 @@ class RunsAndLineage:
         self._lock = threading.Lock()
         self._limits: dict[str, RateLimit] = dict(AAC_RATE_LIMITS)
         self._window = DEFAULT_WINDOW
+        self._retry_after = True
         self._windows: dict[tuple[str, str, str], _Window] = {}
         self._starts: list[RunStart] = []
         self._datasets: dict[int, _Datasets] = {}
@@ -156,11 +162,18 @@ class RunsAndLineage:
     # ----------------------------------------------------------------- public
 
     def set_rate_limits(
-        self, *, window: float | None = None, enabled: bool = True, **limits: tuple[int, int]
+        self,
+        *,
+        window: float | None = None,
+        enabled: bool = True,
+        retry_after: bool = True,
+        **limits: tuple[int, int],
     ) -> None:
         """Change the window (seconds) or per-endpoint limits, e.g. ``runPlan=(30, 60)``.
 
-        ``enabled=False`` lifts every limit. Counting starts afresh either way.
+        ``enabled=False`` lifts every limit; ``retry_after=False`` leaves ``x-retry-after``
+        off a 429, so only the ``-remaining`` and ``-reset`` headers say when to come back.
+        Counting starts afresh either way.
         """
         unknown = set(limits) - set(AAC_RATE_LIMITS)
         if unknown:
@@ -168,6 +181,7 @@ class RunsAndLineage:
         if window is not None and not window > 0:
             raise ValueError("window must be a positive number of seconds")
         with self._lock:
+            self._retry_after = retry_after
             if window is not None:
                 self._window = float(window)
             if not enabled:
@@ -296,11 +310,14 @@ class RunsAndLineage:
             for scope, window, allowed in windows:
                 headers[f"x-rate-limit-{scope}-limit"] = str(allowed)
                 headers[f"x-rate-limit-{scope}-remaining"] = str(max(0, allowed - window.used))
-                headers[f"x-rate-limit-{scope}-reset"] = str(_number(round(window.started + self._window, 3)))
+                headers[f"x-rate-limit-{scope}-reset"] = str(_number(_ms_up(window.started + self._window)))
         if not refused:
             return headers
         wait = max(window.started + self._window for _, window in refused) - now
-        headers["x-retry-after"] = str(_number(round(max(wait, 0.001), 3)) if wait < 10 else math.ceil(wait))
+        if self._retry_after:
+            headers["x-retry-after"] = str(
+                _number(_ms_up(max(wait, 0.001))) if wait < 10 else math.ceil(wait)
+            )
         self._sim._count("rate_limited")
         scope = refused[0][0]
         raise _ApiError(

@@ -70,6 +70,18 @@ def test_user_limit_refuses_with_aacs_headers_and_starts_nothing(
     assert time.monotonic() - refused_at >= wait - 0.1, "the window reopened before its reset"
 
 
+def test_429_without_retry_after_still_says_when_the_window_resets(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    aac_simulator.runs.set_rate_limits(window=20.0, retry_after=False, runFlow=(1, 10))
+    token = aac_token_pair["access_token"]
+    assert _run(aac_simulator, token, "/v4/flows/10/run").status_code == 201
+    refused = _run(aac_simulator, token, "/v4/flows/10/run")
+    assert refused.status_code == 429 and "x-retry-after" not in refused.headers
+    assert refused.headers["x-rate-limit-user-remaining"] == "0"
+    assert float(refused.headers["x-rate-limit-user-reset"]) == pytest.approx(time.time() + 20, abs=1)
+
+
 def test_workspace_limit_binds_across_users(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
