@@ -224,6 +224,11 @@ class RunsAndLineage:
         with self._lock:
             self._delays.append(_Shot(times, delay=delay, path_prefix=path_prefix, method=method))
 
+    def pending_delays(self) -> int:
+        """How many requests the delays of :meth:`slow` will still hold."""
+        with self._lock:
+            return sum(shot.remaining for shot in self._delays)
+
     def starts(self, kind: str | None = None, target: int | None = None) -> list[RunStart]:
         """Every run started so far (optionally of one kind and target), oldest first."""
         with self._lock:

@@ -244,12 +244,14 @@ def test_slow_holds_only_matching_requests(
 ) -> None:
     token = aac_token_pair["access_token"]
     aac_simulator.runs.slow(0.5, path_prefix="/v4/plans", method="GET")
+    assert aac_simulator.runs.pending_delays() == 1
     started = time.monotonic()
     assert api(aac_simulator, "GET", "/v4/people/current", token).status_code == 200
     assert time.monotonic() - started < 0.4
     started = time.monotonic()
     assert api(aac_simulator, "GET", "/v4/plans", token).status_code == 200
     assert time.monotonic() - started >= 0.5
+    assert aac_simulator.runs.pending_delays() == 0
     started = time.monotonic()
     assert api(aac_simulator, "GET", "/v4/plans", token).status_code == 200
     assert time.monotonic() - started < 0.4
