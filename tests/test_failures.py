@@ -27,7 +27,12 @@ from airflow_provider_aac.core.errors import (
     AACTransientError,
 )
 from airflow_provider_aac.failures import failing_fast, final, is_retryable
-from airflow_provider_aac.operators.aac import AACRunFlowOperator, AACRunPlanOperator
+from airflow_provider_aac.operators.aac import (
+    AACApiOperator,
+    AACResponseCheckError,
+    AACRunFlowOperator,
+    AACRunPlanOperator,
+)
 from airflow_provider_aac.runs import AACRunError, AACRunFailedError, AACRunTimeoutError
 from airflow_provider_aac.sensors.aac import AACPlanRunSensor
 from airflow_provider_aac.testing.simulator import AACSimulator
@@ -101,6 +106,17 @@ def test_unknown_plan_fails_for_good_with_the_404_words(aac_conn: AACSimulator) 
         op.execute(context_for())
     assert isinstance(caught.value, AirflowFailException)
     assert aac_conn.stats()["api_calls"] == 1
+
+
+def test_api_operator_404_is_final_but_a_rejected_check_keeps_the_retries(aac_conn: AACSimulator) -> None:
+    missing = AACApiOperator(task_id=_task_id(), endpoint="/v4/planSnapshotRuns/424242")
+    with pytest.raises(AACNotFoundError) as caught:
+        missing.execute(context_for())
+    assert isinstance(caught.value, AirflowFailException)
+    rejecting = AACApiOperator(task_id=_task_id(), endpoint="/v4/plans", response_check=lambda data: False)
+    with pytest.raises(AACResponseCheckError) as rejected:
+        rejecting.execute(context_for())
+    assert not isinstance(rejected.value, AirflowFailException)
 
 
 def test_a_connection_that_cannot_refresh_fails_for_good(aac_conn: AACSimulator) -> None:

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aac.core.api import validate_api_path
 from airflow_provider_aac.core.errors import AACConfigError, AACError
 from airflow_provider_aac.core.token_state import RUN_LATENCY, refresh_threshold, seconds_left
+from airflow_provider_aac.failures import failing_fast
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.run_base import (
     DEFAULT_TIMEOUT,
@@ -181,6 +182,8 @@ class AACApiOperator(BaseOperator):
 
     Writes are not repeated after a 5xx or a lost answer unless ``headers`` carries
     ``x-execution-id``; a 429 is always retried (AAC refused before doing anything).
+    Errors no retry can fix (a 404, a dead token chain, a wrong connection) fail the task
+    without its retries; a rejected ``response_check`` keeps them.
 
     :param method: GET, POST, PUT, PATCH or DELETE.
     :param endpoint: a path starting with ``/v4/``, e.g. ``/v4/plans``.
@@ -227,6 +230,10 @@ class AACApiOperator(BaseOperator):
         return str(method)
 
     def execute(self, context: Context) -> Any:
+        with failing_fast():
+            return self._call()
+
+    def _call(self) -> Any:
         method, endpoint = self._method(), validate_api_path(self.endpoint)
         response = AACHook(self.aac_conn_id).request(
             method, endpoint, json=self.json, params=self.query_params, headers=self.headers
