@@ -191,6 +191,7 @@ class AACRunOperatorBase(BaseOperator):
         verb = "Attached to" if state is not None else "Started"
         self.log.info("%s AAC %s %s: %s", verb, ENDPOINTS[self.kind].label, run_id, self._run_url)
         if not self.wait_for_completion:
+            self._run_done()
             return run_id
         if state is not None and state.terminal:
             return self._finish(state)

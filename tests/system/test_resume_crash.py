@@ -73,6 +73,7 @@ DAG_FILE = textwrap.dedent(
         AACRunFlowOperator(task_id="sync_flow", flow_id=31)
         AACRunJobGroupOperator(task_id="sync_job", wrangled_dataset_id=121)
         PlanOperatorBefore33(task_id="variable_plan", plan_id=23)
+        PlanOperatorBefore33(task_id="variable_no_wait", plan_id=24, wait_for_completion=False)
 
     with DAG("{DEFERRED_DAG}", schedule=None, start_date=START, catchup=False, default_args=ARGS):
         AACRunPlanOperator(task_id="deferred_plan", plan_id=22, deferrable=True)
@@ -84,7 +85,7 @@ DAG_FILE = textwrap.dedent(
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[AACSimulator]:
     with AACSimulator(access_ttl=3600, run_duration=RUN_SECONDS) as sim:
-        for plan in (21, 22, 23):
+        for plan in (21, 22, 23, 24):
             sim.add_plan(plan)
         sim.add_flow(31)
         for recipe in (121, 122):
@@ -246,10 +247,14 @@ def test_deferrable_tasks_killed_before_deferring_defer_on_the_same_run(
 
 
 def test_the_variable_fallback_is_deleted_when_the_task_ends(
-    cluster: AirflowCluster, sync_run: dict[str, Any]
+    cluster: AirflowCluster, sync_run: dict[str, Any], simulator: AACSimulator
 ) -> None:
-    key = VariableStore(SYNC_DAG, sync_run["run_id"], "variable_plan", -1).key
-    assert cluster.request("GET", f"/api/v2/variables/{key}").status_code == 404
+    for task_id in ("variable_plan", "variable_no_wait"):
+        key = VariableStore(SYNC_DAG, sync_run["run_id"], task_id, -1).key
+        assert cluster.request("GET", f"/api/v2/variables/{key}").status_code == 404, task_id
+    assert sync_run["tis"]["variable_no_wait"]["state"] == "success"
+    assert len(simulator.runs.starts(kind="plan", target=24)) == 1
+    assert not [v["key"] for v in cluster.request_ok("GET", "/api/v2/variables")["variables"]]
     state_store = f"/api/v2/dags/{SYNC_DAG}/dagRuns/{sync_run['run_id']}/taskInstances/sync_plan/state-store/{RECORD_KEY}"
     kept = cluster.request_ok("GET", state_store)["value"]
     assert kept["run_id"] == sync_run["xcoms"]["sync_plan"] and kept["try_number"] == 1
