@@ -1,9 +1,9 @@
 """Run the outputs of one AAC recipe (a job group) and wait for them to finish.
 
 This polls from the worker; pass ``deferrable=True`` to wait in the triggerer instead.
-Unlike plan and flow runs, AAC offers no duplicate protection for job groups, so the
-operator never repeats the start request after an unclear failure: such a failure tells
-you to look in AAC before clearing the task.
+The start request carries ``x-execution-id``, so AAC never starts the job twice for one
+request, and a retry of the task (after a crash, say) attaches to the job it started
+instead of starting another (``resume=True``, the default).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The decisions live here, once; the sync (requests) and async (httpx) edges only send
 requests and follow the ``Decision`` they get back. A 429 is retried for every method
-(AAC refused it before doing anything); 5xx and lost connections only for idempotent
+(AAC refused it before doing anything), after the wait AAC names (``x-retry-after``, or
+the reset of the exhausted per-minute window); 5xx and lost connections only for idempotent
 requests, which include a run POST that carries ``x-execution-id``.
 """
 
@@ -19,6 +20,7 @@ from airflow_provider_aac.core.errors import (
     AACNotFoundError,
     AACTransientError,
 )
+from airflow_provider_aac.core.rate_limits import rate_limit_wait
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 
 API_PREFIX = "/v4/"
@@ -124,7 +126,8 @@ class ApiCall:
             self.refreshed_after_401 = True
             return Decision(refresh_token_first=True, rejection=self.error_for(status, body, request_id))
         if status == 429 or (status >= 500 and self.idempotent):
-            delay = self.backoff.delay(self.attempt, parse_retry_after(lowered))
+            wait = rate_limit_wait(lowered) if status == 429 else parse_retry_after(lowered)
+            delay = self.backoff.delay(self.attempt, wait)
             if delay is not None:
                 return Decision(delay=delay)
         return Decision(error=self.error_for(status, body, request_id))

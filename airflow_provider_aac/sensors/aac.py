@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
 from airflow_provider_aac.runs import (
@@ -44,6 +45,9 @@ TRIGGER_TIMEOUT_MARGIN = 300.0
 
 class AACRunSensorBase(BaseSensorOperator):
     """Succeeds when the run is Complete; fails at once when it is Failed or Canceled, or unknown (404).
+
+    Those failures skip the task's retries: a retry would watch the same failed run, or ask
+    for the same unknown one, again. Transient AAC errors keep them.
 
     Works in poke, reschedule and deferrable modes. The sensor's own ``timeout`` is the
     deadline; in deferrable mode it is fixed as an absolute time when the sensor starts. A
@@ -88,6 +92,10 @@ class AACRunSensorBase(BaseSensorOperator):
         return positive_int(getattr(self, self.id_field), self.id_field)
 
     def execute(self, context: Context) -> Any:
+        with failing_fast(run_failure_is_final=True):
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> Any:
         run_id = self.aac_run_id
         self._url = run_url(read_config(self.aac_conn_id), self.kind, run_id)
         context["ti"].xcom_push(key=RUN_ID_XCOM_KEY, value=run_id)
@@ -127,6 +135,10 @@ class AACRunSensorBase(BaseSensorOperator):
         return state.succeeded
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        with failing_fast(run_failure_is_final=True):
+            self._complete(event)
+
+    def _complete(self, event: dict[str, Any]) -> None:
         status = event.get("status")
         if status == "success":
             self.log.info("%s", event.get("message"))
@@ -138,9 +150,10 @@ class AACRunSensorBase(BaseSensorOperator):
             raise failure_error(state, event.get("run_url"))
         if status == "timeout":
             raise AirflowSensorTimeout(str(event.get("message")))
-        raise AACRunError(
+        error = AACRunError(
             str(event.get("message") or f"The trigger for AAC run {event.get('run_id')} failed.")
         )
+        raise final(error) if event.get("retryable") is False else error
 
 
 class AACPlanRunSensor(AACRunSensorBase):

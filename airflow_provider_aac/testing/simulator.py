@@ -451,7 +451,7 @@ class AACSimulator:
         client_id: str = "aac-sim-client",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``clock`` drives token lifetimes only (a benchmark can compress a month into seconds)."""
+        """``clock`` drives token lifetimes and rate-limit windows (a benchmark can compress a month)."""
         if refresh_deadline not in ("fixed", "sliding"):
             raise ValueError("refresh_deadline must be 'fixed' or 'sliding'")
         self._host = host
@@ -490,6 +490,9 @@ class AACSimulator:
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        from airflow_provider_aac.testing.sim_runs_lineage import RunsAndLineage
+
+        self.runs = RunsAndLineage(self, clock=clock)  # rate limits, the run start log, lineage endpoints
         self._api_routes = self._build_api_routes()
         self._admin_routes = self._build_admin_routes()
         self._seed()
@@ -919,7 +922,10 @@ class AACSimulator:
         failure = self._take_shot(self._api_failures, request)
         if failure is not None:
             raise self._api_failure(failure)
-        return self._route(request, self._api_routes)
+        limit_headers = self.runs.before_route(request)
+        response = self._route(request, self._api_routes)
+        response.headers.update(limit_headers)
+        return response
 
     def _api_failure(self, shot: _Shot) -> _ApiError:
         headers: dict[str, str] = {}
@@ -948,13 +954,14 @@ class AACSimulator:
             ("GET", r"/v4/jobGroups/(?P<id>\d+)", self._get_job_group),
             ("GET", r"/v4/jobGroups/(?P<id>\d+)/status", self._job_group_status),
             ("POST", r"/v4/jobGroups/(?P<id>\d+)/cancel", self._cancel_job_group),
-            ("GET", r"/v4/jobGroups/(?P<id>\d+)/outputs", self._job_group_outputs),
             ("GET", r"/v4/flows", self._list_flows),
             ("POST", r"/v4/flows/(?P<id>\d+)/run", self._run_flow),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)", self._get_flow_run),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)/status", self._flow_run_status),
         ]
-        return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
+        return [
+            (method, re.compile(pattern), handler) for method, pattern, handler in table
+        ] + self.runs.routes()
 
     def _current_person(self, request: _Request, match: re.Match[str]) -> _Response:
         return _json_response(200, CURRENT_PERSON)
@@ -986,15 +993,17 @@ class AACSimulator:
                 return _Response(304)
             run = _PlanRun(next(self._plan_run_ids), plan_id, self._progress_for(plan, f"Plan '{plan.name}'"))
             self._plan_runs[run.id] = run
+            self.runs.plan_run_started(run)
             if key is not None:
                 self._executions[key] = run.id
             self._stats["runs_started"] += 1
+        self.runs.record_start("plan", plan_id, run.id, request)
         return _json_response(201, {"validationStatus": "Valid", "planSnapshotRunId": run.id})
 
     def _get_plan_run(self, request: _Request, match: re.Match[str]) -> _Response:
         with self._lock:
             run = _find(self._plan_runs, _path_id(match), "Plan run")
-            return _json_response(200, run.view())
+            return _json_response(200, {**run.view(), **self.runs.plan_run_embeds(run, request)})
 
     def _cancel_plan_run(self, request: _Request, match: re.Match[str]) -> _Response:
         with self._lock:
@@ -1024,12 +1033,18 @@ class AACSimulator:
             )
         _require_type(body, "overrides", dict, "an object")
         _require_type(body, "runParameters", dict, "an object")
+        key = _execution_key(request, "job_group", dataset["id"])
         with self._lock:
             recipe = _find(self._datasets, dataset["id"], "Wrangled dataset")
+            if key is not None and key in self._executions:
+                return _Response(304)
             progress = self._progress_for(recipe, f"Job for wrangled dataset {recipe.id}")
             group = self._new_job_group(recipe.id, progress, None)
+            if key is not None:
+                self._executions[key] = group.id
             self._stats["runs_started"] += 1
             jobs = group.job_views()
+        self.runs.record_start("job_group", recipe.id, group.id, request)
         payload = {
             "id": group.id,
             "reason": "JobStarted",
@@ -1056,12 +1071,6 @@ class AACSimulator:
                 self._stats["runs_canceled"] += 1
             return _json_response(200, group.view())
 
-    def _job_group_outputs(self, request: _Request, match: re.Match[str]) -> _Response:
-        with self._lock:
-            group = _find(self._job_groups, _path_id(match), "Job group")
-            outputs = group.output_views()
-        return _json_response(200, _page(outputs, request.query))
-
     def _run_flow(self, request: _Request, match: re.Match[str]) -> _Response:
         body = _json_body(request, required=False)
         _require_type(body, "runParameters", dict, "an object")
@@ -1079,6 +1088,7 @@ class AACSimulator:
             if key is not None:
                 self._executions[key] = run.id
             self._stats["runs_started"] += 1
+        self.runs.record_start("flow", flow_id, run.id, request)
         data = [
             {"id": group.id, "reason": "JobStarted", "sessionId": group.session_id}
             for group in run.job_groups

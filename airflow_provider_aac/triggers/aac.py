@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
 from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.failures import is_retryable
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.runs import (
     ENDPOINTS,
@@ -49,7 +50,8 @@ class AACRunTrigger(BaseTrigger):
     Amazon providers decide it, so a triggerer restart never cancels a run.
 
     Events: ``{"status": "success" | "failed" | "timeout" | "error", "kind", "run_id",
-    "run_status", "aac_message", "message", "canceled", "run_url"}``.
+    "run_status", "aac_message", "message", "canceled", "run_url", "job_group_ids"}``; an
+    ``error`` event also says whether a task retry could help (``retryable``).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class AACRunTrigger(BaseTrigger):
                 "message": message,
                 "canceled": False,
                 "run_url": self.run_url,
+                "job_group_ids": list(self.job_group_ids),
                 **extra,
             }
         )
@@ -122,7 +125,7 @@ class AACRunTrigger(BaseTrigger):
                 try:
                     errors.record(err, what)
                 except AACError as final:
-                    yield self._event("error", str(final))
+                    yield self._event("error", str(final), retryable=is_retryable(final))
                     return
             else:
                 errors.reset()

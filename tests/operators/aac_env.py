@@ -36,6 +36,25 @@ def aac_conn(monkeypatch: pytest.MonkeyPatch, aac_simulator: AACSimulator) -> AA
     return aac_simulator
 
 
+class MemoryStateStore:
+    """Airflow 3.3's task state store accessor (``get``/``set``/``delete``), kept in memory.
+
+    Shared by the tries of one ``FakeTI``, as the real store is shared by a task instance's tries.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(json.dumps(self.values[key])) if key in self.values else default
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.values[key] = json.loads(json.dumps(value))  # JSON only, as the real store
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
 class FakeTI:
     """The few task-instance attributes the operators and sensors use."""
 
@@ -45,7 +64,19 @@ class FakeTI:
         self.run_id = f"manual__{uuid.uuid4()}"
         self.map_index = -1
         self.try_number = try_number
+        self.max_tries = 2
         self.xcom: dict[str, Any] = {}
+        self.state_store = MemoryStateStore()
+
+    def retry(self) -> None:
+        """The next try, as Airflow starts it: XComs cleared, the state store kept."""
+        self.try_number += 1
+        self.xcom = {}
+
+    def clear(self) -> None:
+        """A user clears the task: Airflow raises max_tries and starts a new try."""
+        self.max_tries = self.try_number + 2
+        self.retry()
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
@@ -56,7 +87,8 @@ class FakeTI:
 
 def context_for(ti: FakeTI | None = None, **extra: Any) -> Any:
     """A minimal task context (typed loosely: a real one is a TypedDict built by the runner)."""
-    return {"ti": ti or FakeTI(), **extra}
+    ti = ti or FakeTI()
+    return {"ti": ti, "task_state_store": ti.state_store, **extra}
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:

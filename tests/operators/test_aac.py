@@ -21,7 +21,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER
-from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError
+from airflow_provider_aac.core.errors import AACConfigError, AACNotFoundError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.aac import (
     AACApiOperator,
@@ -114,7 +114,7 @@ def test_no_wait_returns_at_once(aac_conn: AACSimulator, kind: str) -> None:
 
 @pytest.mark.aac_simulator(run_duration=30)
 def test_unknown_status_keeps_polling(aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_aac.operators import aac as operators
+    from airflow_provider_aac.operators import run_base as operators
 
     answers = iter(["Created", "Queued", "SomethingNew", "Complete"])
     monkeypatch.setattr(
@@ -224,34 +224,35 @@ def test_rate_limited_run_post_starts_exactly_one_run(aac_conn: AACSimulator, ki
 
 
 @pytest.mark.aac_simulator(run_duration=0.2)
-@pytest.mark.parametrize("kind", ["plan", "flow"])
+@pytest.mark.parametrize("kind", ["plan", "flow", "job_group"])
 def test_server_error_on_run_post_is_retried_safely_with_an_execution_id(
     aac_conn: AACSimulator, kind: str
 ) -> None:
     aac_conn.fail_api(503, times=1, method="POST")
-    RUNNERS[kind]().execute(context_for())
+    run_id = RUNNERS[kind]().execute(context_for())
     assert aac_conn.stats()["runs_started"] == 1
-
-
-@pytest.mark.aac_simulator(run_duration=0.2)
-def test_job_group_post_is_not_repeated_after_a_server_error(aac_conn: AACSimulator) -> None:
-    """No x-execution-id is documented for POST /v4/jobGroups, so a 5xx is never resent."""
-    aac_conn.fail_api(503, times=1, method="POST")
-    with pytest.raises(AACApiError, match="503"):
-        _job().execute(context_for())
-    assert aac_conn.stats()["runs_started"] == 0
-    assert aac_conn.stats()["api_calls"] == 1
+    (start,) = aac_conn.runs.starts()
+    assert start.run_id == run_id and start.execution_id
 
 
 @pytest.mark.aac_simulator(run_duration=30)
-@pytest.mark.parametrize(("kind", "path"), [("plan", "/v4/plans/1/run"), ("flow", "/v4/flows/10/run")])
-def test_lost_answer_304_fails_without_a_second_run(aac_conn: AACSimulator, kind: str, path: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "path", "body"),
+    [
+        ("plan", "/v4/plans/1/run", None),
+        ("flow", "/v4/flows/10/run", None),
+        ("job_group", "/v4/jobGroups", {"wrangledDataset": {"id": 100}}),
+    ],
+)
+def test_lost_answer_304_fails_without_a_second_run(
+    aac_conn: AACSimulator, kind: str, path: str, body: Any
+) -> None:
     ti = FakeTI()
     context = context_for(ti)
-    target = 1 if kind == "plan" else 10
+    target = {"plan": 1, "flow": 10, "job_group": 100}[kind]
     # The same task try already sent this request (its answer "was lost").
     AACHook().request(
-        "POST", path, headers={EXECUTION_ID_HEADER: execution_id(context, RunKind(kind), target)}
+        "POST", path, json=body, headers={EXECUTION_ID_HEADER: execution_id(context, RunKind(kind), target)}
     )
     with pytest.raises(
         AACRunOutcomeUnknownError, match=r"answered 304.*did not start another.*Find the run in AAC"

@@ -1,0 +1,396 @@
+"""The simulator's run bookkeeping, AAC's per-minute rate limits and the datasets runs touch.
+
+Kept apart from ``simulator.py`` so that file stays about tokens and run lifecycles. The
+simulator owns one :class:`RunsAndLineage` as ``simulator.runs`` and calls it at a few
+points: before routing a ``/v4`` request (rate limits, injected delays), when a run
+starts (the start log tests count runs by), and to serve the lineage endpoints.
+
+Shapes follow AAC's API reference where it names them: a job group's inputs are the
+JDBC tables it read (AAC answers 400 ``DataServiceInvalidRequest`` "Only Jdbc sources
+have connect String" when an input is a file, as observed live), its outputs the files
+and tables it wrote. Which field names a plan run uses for its flow runs is not
+documented; the simulator embeds them as ``flowRuns`` on request (``?embed=flowRuns``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+
+from airflow_provider_aac.testing.simulator import (
+    CURRENT_PERSON,
+    _ApiError,
+    _check_times,
+    _find,
+    _FlowRun,
+    _json_response,
+    _number,
+    _page,
+    _path_id,
+    _PlanRun,
+    _Request,
+    _Response,
+    _Route,
+    _Shot,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_aac.testing.simulator import AACSimulator
+
+DEFAULT_WINDOW = 60.0
+WAREHOUSE = "//warehouse.sim.example:5432/analytics"
+RESULTS_BUCKET = "s3://aac-sim-results"
+FILE_INPUT_REFUSAL = "Illegal Argument: Only Jdbc sources have connect String"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Calls allowed per window, per user and per workspace."""
+
+    user: int
+    workspace: int
+
+
+# AAC's API reference: runJobGroup and runPlan 30 per user and 60 per workspace a minute,
+# runFlow 20 and 40.
+AAC_RATE_LIMITS: Mapping[str, RateLimit] = {
+    "runPlan": RateLimit(30, 60),
+    "runJobGroup": RateLimit(30, 60),
+    "runFlow": RateLimit(20, 40),
+}
+_RUN_ENDPOINTS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"/v4/plans/\d+/run"), "runPlan"),
+    ("POST", re.compile(r"/v4/jobGroups"), "runJobGroup"),
+    ("POST", re.compile(r"/v4/flows/\d+/run"), "runFlow"),
+)
+
+
+@dataclass
+class _Window:
+    started: float
+    used: int = 0
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """One run AAC started: what a test counts to prove that a retry did not start another."""
+
+    kind: str  # "plan", "flow" or "job_group", as the provider's RunKind
+    target: int  # plan id, flow id or wrangled dataset id
+    run_id: int
+    execution_id: str | None
+    at: float
+
+
+@dataclass
+class _Datasets:
+    inputs: list[dict[str, Any]]
+    files: list[dict[str, Any]]
+    tables: list[dict[str, Any]]
+
+
+def jdbc_table(
+    schema: str, table: str, *, connect: str = WAREHOUSE, vendor: str = "postgres"
+) -> dict[str, Any]:
+    """A table as AAC describes a JDBC source or target."""
+    return {
+        "vendor": vendor,
+        "databaseConnectString": connect,
+        "relationalPath": [schema],
+        "table": table,
+    }
+
+
+def result_file(path: str, *, file_type: str = "CSV", primary: bool = True) -> dict[str, Any]:
+    return {"uri": f"{RESULTS_BUCKET}/{path}", "fileType": file_type, "isPrimaryOutput": primary}
+
+
+def _default_datasets(dataset_id: int) -> _Datasets:
+    return _Datasets(
+        inputs=[
+            {
+                **jdbc_table("public", f"source_{dataset_id}"),
+                "query": [f"SELECT * FROM public.source_{dataset_id}"],
+            }
+        ],
+        files=[result_file(f"recipe-{dataset_id}/output.csv")],
+        tables=[],
+    )
+
+
+def _ms_up(seconds: float) -> float:
+    """Rounded up to the millisecond: a client that waits exactly this long never comes back early."""
+    return math.ceil(seconds * 1000) / 1000
+
+
+def _user_of(request: _Request) -> str:
+    """The token's subject; ``_api`` has verified the token before anything here runs."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("sub") or "?")
+    except jwt.InvalidTokenError:
+        return "?"
+
+
+class RunsAndLineage:
+    """Rate limits, the run start log, injected delays and the lineage endpoints.
+
+    Called with the simulator's lock held only where a method says so; everything else
+    takes this object's own lock, so a rate-limit check never waits on token traffic.
+    """
+
+    def __init__(self, simulator: AACSimulator, clock: Callable[[], float] = time.time) -> None:
+        self._sim = simulator
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._limits: dict[str, RateLimit] = dict(AAC_RATE_LIMITS)
+        self._window = DEFAULT_WINDOW
+        self._retry_after = True
+        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._starts: list[RunStart] = []
+        self._datasets: dict[int, _Datasets] = {}
+        self._delays: list[_Shot] = []
+        self._plan_flow_runs: dict[int, int] = {}  # plan run id -> the flow run it ran
+
+    # ----------------------------------------------------------------- public
+
+    def set_rate_limits(
+        self,
+        *,
+        window: float | None = None,
+        enabled: bool = True,
+        retry_after: bool = True,
+        **limits: tuple[int, int],
+    ) -> None:
+        """Change the window (seconds) or per-endpoint limits, e.g. ``runPlan=(30, 60)``.
+
+        ``enabled=False`` lifts every limit; ``retry_after=False`` leaves ``x-retry-after``
+        off a 429, so only the ``-remaining`` and ``-reset`` headers say when to come back.
+        Counting starts afresh either way.
+        """
+        unknown = set(limits) - set(AAC_RATE_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown run endpoints {sorted(unknown)}; use {sorted(AAC_RATE_LIMITS)}")
+        if window is not None and not window > 0:
+            raise ValueError("window must be a positive number of seconds")
+        with self._lock:
+            self._retry_after = retry_after
+            if window is not None:
+                self._window = float(window)
+            if not enabled:
+                self._limits = {}
+            else:
+                self._limits = dict(self._limits or AAC_RATE_LIMITS)
+                for name, (user, workspace) in limits.items():
+                    self._limits[name] = RateLimit(user, workspace)
+            self._windows.clear()
+
+    def set_datasets(
+        self,
+        dataset_id: int,
+        *,
+        inputs: list[dict[str, Any]] | None = None,
+        files: list[dict[str, Any]] | None = None,
+        tables: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """What the job groups of a recipe read and write (see :func:`jdbc_table`, :func:`result_file`).
+
+        An input given as ``{"uri": ...}`` is a file source: AAC then refuses the inputs call.
+        """
+        default = _default_datasets(dataset_id)
+        with self._lock:
+            self._datasets[dataset_id] = _Datasets(
+                inputs=default.inputs if inputs is None else list(inputs),
+                files=default.files if files is None else list(files),
+                tables=default.tables if tables is None else list(tables),
+            )
+
+    def slow(
+        self, delay: float, *, path_prefix: str = "/v4/", method: str | None = None, times: int = 1
+    ) -> None:
+        """Hold the next ``times`` matching authorized ``/v4`` requests ``delay`` seconds before answering.
+
+        A task stuck in such a request is a task caught mid-wait, which is where a crash
+        test kills it.
+        """
+        _check_times(times)
+        with self._lock:
+            self._delays.append(_Shot(times, delay=delay, path_prefix=path_prefix, method=method))
+
+    def pending_delays(self) -> int:
+        """How many requests the delays of :meth:`slow` will still hold."""
+        with self._lock:
+            return sum(shot.remaining for shot in self._delays)
+
+    def starts(self, kind: str | None = None, target: int | None = None) -> list[RunStart]:
+        """Every run started so far (optionally of one kind and target), oldest first."""
+        with self._lock:
+            return [
+                start
+                for start in self._starts
+                if (kind is None or start.kind == kind) and (target is None or start.target == target)
+            ]
+
+    # ----------------------------------------------------------------- hooks from the simulator
+
+    def before_route(self, request: _Request) -> dict[str, str]:
+        """Apply injected delays and the rate limit; the headers go on the answer."""
+        shot = self._take_delay(request)
+        if shot is not None:
+            time.sleep(shot.delay)
+        endpoint = next(
+            (
+                name
+                for method, pattern, name in _RUN_ENDPOINTS
+                if method == request.method and pattern.fullmatch(request.path)
+            ),
+            None,
+        )
+        if endpoint is None:
+            return {}
+        return self._admit(endpoint, _user_of(request))
+
+    def record_start(self, kind: str, target: int, run_id: int, request: _Request) -> None:
+        execution_id = request.headers.get("x-execution-id", "").strip() or None
+        with self._lock:
+            self._starts.append(RunStart(kind, target, run_id, execution_id, self._clock()))
+
+    def plan_run_started(self, run: _PlanRun) -> None:
+        """A plan runs its tasks as flow runs; the simulator's plan has one, sharing the plan run's clock.
+
+        Simulator lock held.
+        """
+        sim = self._sim
+        flow_run = _FlowRun(next(sim._flow_run_ids), run.plan_id * 1000, [])
+        flow_run.job_groups.append(sim._new_job_group(run.plan_id * 1000 + 2, run.progress, flow_run.id))
+        sim._flow_runs[flow_run.id] = flow_run
+        self._plan_flow_runs[run.id] = flow_run.id
+
+    def plan_run_embeds(self, run: _PlanRun, request: _Request) -> dict[str, Any]:
+        """Simulator lock held."""
+        embed = {part.strip() for value in request.query.get("embed", []) for part in value.split(",")}
+        if "flowRuns" not in embed:
+            return {}
+        flow_run = self._sim._flow_runs.get(self._plan_flow_runs.get(run.id, -1))
+        runs = (
+            []
+            if flow_run is None
+            else [{"id": flow_run.id, "status": flow_run.status(), "flow": {"id": flow_run.flow_id}}]
+        )
+        return {"flowRuns": {"data": runs}}
+
+    def routes(self) -> list[_Route]:
+        table: list[tuple[str, str, Callable[[_Request, re.Match[str]], _Response]]] = [
+            ("GET", r"/v4/jobGroups/(?P<id>\d+)/inputs", self._job_group_inputs),
+            ("GET", r"/v4/jobGroups/(?P<id>\d+)/outputs", self._job_group_outputs),
+            ("GET", r"/v4/flowRuns/(?P<id>\d+)/jobGroups", self._flow_run_job_groups),
+        ]
+        return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
+
+    # ----------------------------------------------------------------- rate limits
+
+    def _admit(self, endpoint: str, user: str) -> dict[str, str]:
+        workspace = str(CURRENT_PERSON["workspace"]["id"])
+        with self._lock:
+            limit = self._limits.get(endpoint)
+            if limit is None:
+                return {}
+            now = self._clock()
+            scopes = (("user", user, limit.user), ("workspace", workspace, limit.workspace))
+            windows = [
+                (scope, self._current(endpoint, scope, key, now), allowed) for scope, key, allowed in scopes
+            ]
+            refused = [(scope, window) for scope, window, allowed in windows if window.used >= allowed]
+            if not refused:
+                for _, window, _ in windows:
+                    window.used += 1
+            headers: dict[str, str] = {}
+            for scope, window, allowed in windows:
+                headers[f"x-rate-limit-{scope}-limit"] = str(allowed)
+                headers[f"x-rate-limit-{scope}-remaining"] = str(max(0, allowed - window.used))
+                headers[f"x-rate-limit-{scope}-reset"] = str(_number(_ms_up(window.started + self._window)))
+        if not refused:
+            return headers
+        wait = max(window.started + self._window for _, window in refused) - now
+        if self._retry_after:
+            headers["x-retry-after"] = str(
+                _number(_ms_up(max(wait, 0.001))) if wait < 10 else math.ceil(wait)
+            )
+        self._sim._count("rate_limited")
+        scope = refused[0][0]
+        raise _ApiError(
+            429,
+            f"Too many {endpoint} requests for this {scope}; try again in {wait:.3g} s",
+            details={"endpoint": endpoint, "scope": scope},
+            headers=headers,
+        )
+
+    def _current(self, endpoint: str, scope: str, key: str, now: float) -> _Window:
+        """Fixed windows, each starting with its first call. Lock held."""
+        window = self._windows.get((endpoint, scope, key))
+        if window is None or now >= window.started + self._window:
+            window = self._windows[(endpoint, scope, key)] = _Window(now)
+        return window
+
+    def _take_delay(self, request: _Request) -> _Shot | None:
+        with self._lock:
+            shot = next((candidate for candidate in self._delays if candidate.matches(request)), None)
+            if shot is not None:
+                shot.remaining -= 1
+                if shot.remaining == 0:
+                    self._delays.remove(shot)
+            return shot
+
+    # ----------------------------------------------------------------- lineage endpoints
+
+    def _datasets_of(self, dataset_id: int) -> _Datasets:
+        with self._lock:
+            return self._datasets.get(dataset_id) or _default_datasets(dataset_id)
+
+    def _job_group_inputs(self, request: _Request, match: re.Match[str]) -> _Response:
+        with self._sim._lock:
+            group = _find(self._sim._job_groups, _path_id(match), "Job group")
+        inputs = self._datasets_of(group.dataset_id).inputs
+        if any("uri" in item for item in inputs):
+            body = {
+                "exception": {
+                    "name": "DataServiceInvalidRequest",
+                    "message": FILE_INPUT_REFUSAL,
+                    "details": None,
+                }
+            }
+            return _json_response(400, body)
+        return _json_response(200, {"data": inputs})
+
+    def _job_group_outputs(self, request: _Request, match: re.Match[str]) -> _Response:
+        with self._sim._lock:
+            group = _find(self._sim._job_groups, _path_id(match), "Job group")
+            objects = group.output_views()
+        datasets = self._datasets_of(group.dataset_id)
+        return _json_response(
+            200, {**_page(objects, request.query), "files": datasets.files, "tables": datasets.tables}
+        )
+
+    def _flow_run_job_groups(self, request: _Request, match: re.Match[str]) -> _Response:
+        with self._sim._lock:
+            run = _find(self._sim._flow_runs, _path_id(match), "Flow run")
+            groups = [group.view() for group in run.job_groups]
+        return _json_response(200, _page(groups, request.query))
+
+
+__all__ = [
+    "AAC_RATE_LIMITS",
+    "FILE_INPUT_REFUSAL",
+    "RateLimit",
+    "RunStart",
+    "RunsAndLineage",
+    "jdbc_table",
+    "result_file",
+]
