@@ -245,7 +245,7 @@ class Soak:
             rule.discard()
         else:
             rule.release()
-        return None if fault == "sigterm_in_flight" else victim
+        return victim  # a terminated worker reports, then exits: replaced like a killed one
 
     def _sender(self) -> Worker | None:
         """The worker whose refresh is in flight: the stored claim names its pid."""

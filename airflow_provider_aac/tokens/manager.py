@@ -17,7 +17,7 @@ from airflow_provider_aac.core.errors import AACConfigError, AACError, AACRefres
 from airflow_provider_aac.core.refresh import Guard, Refresher, no_guard, within
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl, is_fresh, seconds_left
-from airflow_provider_aac.secrets import mask
+from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
@@ -84,7 +84,7 @@ class TokenManager:
     def read(self) -> tuple[AACConnectionConfig, TokenState]:
         config = read_config(self.conn_id)
         state = config.token_state()
-        mask(state.access_token, state.refresh_token)
+        mask_tokens(self.conn_id, state.access_token, state.refresh_token)
         return config, state
 
     def fresh(self, min_ttl: float | None = None) -> tuple[AACConnectionConfig, TokenState]:
@@ -250,7 +250,7 @@ class TokenManager:
                 )
 
             state = self._locked(config, refresher, through_rest)
-        mask(state.access_token, state.refresh_token)
+        mask_tokens(self.conn_id, state.access_token, state.refresh_token)
         return state
 
     def restore(self) -> TokenState | None:

@@ -33,7 +33,9 @@ def test_a_dripped_answer_is_cut_off_before_the_lease_ends_and_nobody_sends_mean
         assert cut["error_type"] == "AACRefreshOutcomeUnknownError", cut
         assert "no complete answer within" in cut["error"]
         margin = lease / 6
-        assert cut["seconds"] < lease - margin + 2.0, "the attempt must end before the lease does"
+        drip.wait_done(timeout=30)
+        # The holder hung up its end by its deadline (the proxy sees it at its next write).
+        assert drip.done_at[0] <= marker.lease_until - margin + 0.5, "the attempt outlived its lease"
 
         after = taker.result()
         # AAC rotated on the first request; the taker's later send of the same token is what

@@ -99,6 +99,7 @@ class Rule:
         self.released = threading.Event()
         self.discarded = False
         self.seen_at: list[float] = []  # wall-clock times the matching requests arrived
+        self.done_at: list[float] = []  # ... and were finished (answered, or the client went away)
         self._cond = threading.Condition()
 
     def __repr__(self) -> str:
@@ -123,6 +124,8 @@ class Rule:
     def _bump(self, counter: str) -> None:
         with self._cond:
             setattr(self, counter, getattr(self, counter) + 1)
+            if counter == "done_count":
+                self.done_at.append(time.time())
             self._cond.notify_all()
         if counter == "forwarded_count":
             self.forwarded.set()
