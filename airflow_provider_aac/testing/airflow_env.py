@@ -725,6 +725,34 @@ class _RestClient:
             raise AirflowEnvError(f"{method} {path} answered {resp.status_code}: {resp.text}")
         return resp.json() if resp.content else None
 
+    def add_connection(
+        self,
+        conn_id: str,
+        conn_type: str,
+        host: str | None = None,
+        login: str | None = None,
+        password: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        port: int | None = None,
+        schema: str | None = None,
+    ) -> None:
+        """Create a connection through the REST API, as the UI does; much faster than the CLI."""
+        body: dict[str, Any] = {"connection_id": conn_id, "conn_type": conn_type}
+        for key, value in (("host", host), ("login", login), ("password", password), ("port", port)):
+            if value is not None:
+                body[key] = value
+        if schema is not None:
+            body["schema"] = schema
+        if extra is not None:
+            body["extra"] = json.dumps(dict(extra))
+        self.request_ok("POST", "/api/v2/connections", json=body)
+
+    def add_aac_connection(self, conn_id: str, simulator: AACSimulator, **extra: Any) -> None:
+        """As :meth:`AirflowHome.add_aac_connection`, through the REST API."""
+        pair = simulator.mint_pair()
+        tokens = {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"]}
+        self.add_connection(conn_id, "aac", host=simulator.base_url, extra={**tokens, **extra})
+
     def close(self) -> None:
         self._http.close()
 

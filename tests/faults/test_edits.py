@@ -62,7 +62,7 @@ def test_a_ui_save_during_a_refresh_keeps_both_the_edit_and_the_new_pair(
 def test_a_pair_pasted_during_a_refresh_wins_and_the_refresher_says_so(
     fault_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:
-    with scene(fault_home, "metadata_db") as s:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server) as s:
         answer = s.token_rule().hold_response()
         refresher = s.start("force")
         answer.wait_forwarded(timeout=60)
@@ -76,3 +76,25 @@ def test_a_pair_pasted_during_a_refresh_wins_and_the_refresher_says_so(
         same = s.stored()["refresh_token"] == pasted["refresh_token"]
         assert same, "the pasted pair must be kept"
         assert s.sim.refresh_token_status(pasted["refresh_token"]) == "live"
+
+
+@pytest.mark.parametrize("mode", ["metadata_db", "lock_redis"])
+def test_keys_saved_with_the_old_form_prefix_work_in_every_mode(
+    fault_home: AirflowHome, airflow_api_server: ApiServer, mode: str
+) -> None:
+    with scene(fault_home, mode, api_server=airflow_api_server) as s:
+        stored = s.stored()
+        legacy = {k: v for k, v in stored.items() if k not in ("access_token", "refresh_token")}
+        legacy["extra__aac__access_token"] = stored["access_token"]
+        legacy["extra__aac__refresh_token"] = stored["refresh_token"]
+        airflow_api_server.request_ok(
+            "PATCH",
+            f"/api/v2/connections/{s.conn_id}",
+            json={"connection_id": s.conn_id, "conn_type": "aac", "extra": json.dumps(legacy)},
+        )
+        result = s.run("force")
+        assert result["ok"], result
+        after = s.stored()
+        assert after["generation"] == 1
+        assert "extra__aac__refresh_token" not in after, "the first write stores the keys plain"
+        s.assert_chain_alive()

@@ -88,3 +88,17 @@ def test_a_redis_outage_is_a_transient_error_that_spends_nothing(
         up = s.run("force")
         assert up["ok"], up
         s.assert_chain_alive()
+
+
+@pytest.mark.parametrize("key", ["lock_conn_id", "airflow_api_conn_id"])
+def test_a_missing_lock_or_api_connection_is_a_config_error_that_names_the_fix(
+    fault_home: AirflowHome, airflow_api_server: ApiServer, key: str
+) -> None:
+    with scene(
+        fault_home, "lock_redis", api_server=airflow_api_server, **{key: "aac_no_such_connection"}
+    ) as s:
+        result = s.run("force")
+        assert result["error_type"] == "AACConfigError", result
+        assert f"Connection 'aac_no_such_connection', named by '{key}' in the extra" in result["error"]
+        assert "does not exist. Create it" in result["error"]
+        assert s.sim.stats()["token_requests"] == 0

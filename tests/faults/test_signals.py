@@ -37,9 +37,9 @@ def test_sigterm_while_the_answer_is_on_its_way_is_delivered_after_the_store(
 
 
 def test_execution_timeout_while_the_answer_is_on_its_way_fires_after_the_store(
-    fault_home: AirflowHome,
+    fault_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:
-    with scene(fault_home, "metadata_db") as s:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server) as s:
         s.token_rule().hold_response(timeout=5)  # the alarm (after 2 s) fires while it is held
         result = s.run("timeout:2")
         assert result["error_type"] == "AirflowTaskTimeout", result
@@ -68,9 +68,9 @@ def test_sigkill_after_the_claim_before_anything_reached_aac_costs_nothing(
 
 @pytest.mark.parametrize("step", ["post_out", "answer_in"])
 def test_sigkill_once_aac_has_the_request_loses_the_pair_and_the_next_error_says_so(
-    fault_home: AirflowHome, step: str
+    fault_home: AirflowHome, airflow_api_server: ApiServer, step: str
 ) -> None:
-    with scene(fault_home, "metadata_db", refresh_lease=SHORT_LEASE) as s:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server, refresh_lease=SHORT_LEASE) as s:
         rule = s.token_rule().hold_request() if step == "post_out" else s.token_rule().hold_response()
         victim = s.start("force")
         rule.wait_seen(timeout=60)
@@ -120,9 +120,9 @@ def test_sigkill_while_storing_in_lock_mode_is_completed_from_the_lock_backend(
 
 
 def test_sigkill_while_storing_in_metadata_db_mode_is_completed_from_the_local_spool(
-    fault_home: AirflowHome,
+    fault_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:
-    with scene(fault_home, "metadata_db", refresh_lease=SHORT_LEASE) as s:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server, refresh_lease=SHORT_LEASE) as s:
         answer = s.token_rule().hold_response()
         victim = s.start("force")
         answer.wait_forwarded(timeout=60)

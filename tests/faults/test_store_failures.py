@@ -48,8 +48,10 @@ def test_an_api_server_outage_during_the_store_is_waited_out(
         assert s.sim.stats()["refreshes"] == 1
 
 
-def test_a_200_without_an_access_token_keeps_the_rotated_refresh_token(fault_home: AirflowHome) -> None:
-    with scene(fault_home, "metadata_db") as s:
+def test_a_200_without_an_access_token_keeps_the_rotated_refresh_token(
+    fault_home: AirflowHome, airflow_api_server: ApiServer
+) -> None:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server) as s:
         s.token_rule().strip_json_field("access_token")
         first = s.run("force")
         assert first["error_type"] == "AACTransientError", first

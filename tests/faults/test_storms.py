@@ -44,8 +44,10 @@ def test_a_dead_chain_is_presented_once_then_reported_without_token_requests(
         assert s.sim.refresh_token_status(s.stored()["refresh_token"]) == "live"
 
 
-def test_a_401_on_a_token_just_issued_is_not_answered_with_more_rotations(fault_home: AirflowHome) -> None:
-    with scene(fault_home, "metadata_db") as s:
+def test_a_401_on_a_token_just_issued_is_not_answered_with_more_rotations(
+    fault_home: AirflowHome, airflow_api_server: ApiServer
+) -> None:
+    with scene(fault_home, "metadata_db", api_server=airflow_api_server) as s:
         # AAC rejects every call as a disabled user would be rejected, whatever the token.
         s.sim.fail_api(401, times=4 * CALLS, path_prefix="/v4/people/current")
         result = s.run(f"calls:{CALLS}")
