@@ -2,7 +2,8 @@
 
 Airflow's masker recompiles one regular expression of every secret it knows each time a
 new one is added, and keeps them for the life of the process. A refresh brings two new
-tokens, about 600 a day at AAC's 5-minute lifetime, so a long-lived process (the
+tokens (and Airflow masks the whole, changed extra as well), about 900 new patterns a
+day at AAC's 5-minute lifetime, so a long-lived process (the
 triggerer, the api-server, a worker thread pool) would spend seconds per refresh
 compiling, and every log line would be scanned against thousands of dead tokens. So the
 tokens of each connection are kept masked for their last ``KEEP_GENERATIONS`` pairs and
@@ -13,6 +14,7 @@ access token has expired, so neither opens anything.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import threading
 from collections import deque
@@ -50,14 +52,20 @@ def mask_tokens(conn_id: str, *tokens: str | None) -> None:
 
 
 def _forget(secrets: list[str]) -> None:
-    """Drop dead tokens from the masker; with a masker of another shape, keep them (merely slower)."""
-    with contextlib.suppress(Exception):
-        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    """Drop every masker pattern that holds a dead token; a masker of another shape is left alone.
 
-        masker: Any = _secrets_masker()
-        with _lock:
-            patterns = {re.escape(s) for secret in secrets for s in masker._adaptations(secret) if s}
-            if not patterns & masker.patterns:
-                return
-            masker.patterns -= patterns
-            masker.replacer = re.compile("|".join(masker.patterns)) if masker.patterns else None
+    Airflow masks each connection's whole extra too (a new pattern at every refresh, as the
+    extra changes), in the task SDK's masker and, in server processes, in the core one, so
+    a pattern is dropped when it contains a dead token, not only when it is one.
+    """
+    escaped = [re.escape(secret) for secret in secrets]
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        with contextlib.suppress(Exception):
+            masker: Any = importlib.import_module(module)._secrets_masker()
+            with _lock:
+                dead = {pattern for pattern in masker.patterns if any(e in pattern for e in escaped)}
+                if not dead:
+                    continue
+                masker.patterns -= dead
+                masker.replacer = re.compile("|".join(masker.patterns)) if masker.patterns else None
+    re.purge()  # the compiled expressions of every earlier pattern set are large; let them go
