@@ -19,7 +19,9 @@ def test_two_hundred_refreshes_keep_the_masker_small_and_the_live_pair_masked() 
         access, refresh = "eyJ" + secrets.token_urlsafe(300), secrets.token_urlsafe(48)
         history.append((access, refresh))
         mask_tokens("aac_masked", access, refresh)
-        mask_secret(json.dumps({"access_token": access, "refresh_token": refresh}))  # as Airflow masks the extra
+        mask_secret(
+            json.dumps({"access_token": access, "refresh_token": refresh})
+        )  # as Airflow masks the extra
     grown = len(masker.patterns) - before
     assert grown <= 6 * KEEP_GENERATIONS, grown
     access, refresh = history[-1]

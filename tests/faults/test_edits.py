@@ -71,11 +71,11 @@ def test_a_pair_pasted_during_a_refresh_wins_and_the_refresher_says_so(
         answer.release()
         result = refresher.result()
         assert result["ok"], result
-        assert "now holds another refresh token than the one this process spent" in result["stderr"]
-        assert "the stored one wins" in result["stderr"]
         same = s.stored()["refresh_token"] == pasted["refresh_token"]
         assert same, "the pasted pair must be kept"
         assert s.sim.refresh_token_status(pasted["refresh_token"]) == "live"
+        assert "now holds another refresh token than the one this process spent" in result["stderr"]
+        assert "the stored one wins" in result["stderr"]
 
 
 @pytest.mark.parametrize("mode", ["metadata_db", "lock_redis"])

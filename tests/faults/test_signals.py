@@ -31,9 +31,9 @@ def test_sigterm_while_the_answer_is_on_its_way_is_delivered_after_the_store(
         answer.release()
         result = refresher.result()
         assert result["error_type"] == "Terminated", result
-        assert "SIGTERM arrived while an AAC token refresh was waiting" in result["stderr"]
-        assert result["generation"] == 1
+        assert result["generation"] == 1, "the pair must be stored before the signal takes effect"
         s.assert_chain_alive()
+        assert "SIGTERM arrived while an AAC token refresh was waiting" in result["stderr"]
 
 
 def test_execution_timeout_while_the_answer_is_on_its_way_fires_after_the_store(
@@ -43,9 +43,9 @@ def test_execution_timeout_while_the_answer_is_on_its_way_fires_after_the_store(
         s.token_rule().hold_response(timeout=5)  # the alarm (after 2 s) fires while it is held
         result = s.run("timeout:2")
         assert result["error_type"] == "AirflowTaskTimeout", result
-        assert "SIGALRM arrived while" in result["stderr"]
-        assert result["generation"] == 1
+        assert result["generation"] == 1, "the pair must be stored before the timeout takes effect"
         s.assert_chain_alive()
+        assert "SIGALRM arrived while" in result["stderr"]
 
 
 @pytest.mark.parametrize("mode", ["metadata_db", "lock_redis"])

@@ -132,9 +132,9 @@ def test_a_worker_and_an_orm_process_take_the_same_lock(cluster: AirflowCluster)
         state = cluster.wait_for_run("aac_fault_force_refresh", run_id, timeout=120)
         stats = sim.stats()
         stored = home.get_connection_extra("aac_mixed")
+    assert stats["reuses"] == 0 and stats["invalid_grant"] == 0, stats
     assert state == "success", cluster.task_log("aac_fault_force_refresh", run_id, "force")[-3000:]
     assert server_result["ok"], server_result
-    assert stats["reuses"] == 0 and stats["invalid_grant"] == 0, stats
     assert stats["refreshes"] == 1, "the second forced refresh found the first one's pair"
     assert stored["generation"] == 1
 
