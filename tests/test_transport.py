@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -201,20 +201,28 @@ def test_token_transport_does_not_follow_redirects() -> None:
 
 
 @contextlib.contextmanager
-def dripping_server(interval: float) -> Iterator[tuple[str, list[bytes]]]:
-    """Answers 200 one byte every ``interval`` seconds: no single read waits long."""
+def dripping_server(interval: float) -> Iterator[tuple[str, Callable[[int], list[bytes]]]]:
+    """Answers 200 one byte every ``interval`` seconds: no single read waits long.
+
+    Also yields ``received(n)``: what each of the first ``n`` connections sent, in the order
+    they were accepted, once each has been read.
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.settimeout(0.05)
     stop = threading.Event()
-    received: list[bytes] = []
+    received: list[bytes | None] = []
+    arrived = threading.Condition()
     answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
-    def drip(conn: socket.socket) -> None:
+    def drip(conn: socket.socket, slot: int) -> None:
         with conn, contextlib.suppress(OSError):
             conn.settimeout(5)
-            received.append(conn.recv(65536))
+            data = conn.recv(65536)
+            with arrived:
+                received[slot] = data
+                arrived.notify_all()
             for byte in answer:
                 conn.sendall(bytes([byte]))
                 if stop.wait(interval):
@@ -226,12 +234,23 @@ def dripping_server(interval: float) -> Iterator[tuple[str, list[bytes]]]:
                 conn, _ = listener.accept()
             except (TimeoutError, OSError):
                 continue
-            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+            with arrived:
+                received.append(None)
+                slot = len(received) - 1
+            threading.Thread(target=drip, args=(conn, slot), daemon=True).start()
+
+    def first(count: int) -> list[bytes]:
+        with arrived:
+            done = arrived.wait_for(
+                lambda: len(received) >= count and None not in received[:count], timeout=5
+            )
+            assert done, f"{count} connections were not read within 5 s: {received}"
+            return [data for data in received[:count] if data is not None]
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/as/token", received
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/as/token", first
     finally:
         stop.set()
         thread.join(5)
@@ -265,9 +284,11 @@ def test_token_transport_checks_the_gate_after_connecting_and_before_sending() -
         with pytest.raises(RuntimeError, match="the lock is gone"):
             post(url, {"refresh_token": "r"}, SendWindow(5.0, lock_lost))
         ok = post(url, {"refresh_token": "r"}, SendWindow(5.0, lambda: checks.append("passed")))
+        refused, sent = received(2)
     assert checks == ["checked", "passed"]
     assert ok.status == 200
-    assert len(received) == 2 and received[0] == b"", "nothing of the refused request reached the server"
+    assert refused == b"", "nothing of the refused request reached the server"
+    assert sent.startswith(b"POST /as/token")
 
 
 # --------------------------------------------------------------------------- httpx
