@@ -313,6 +313,12 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="stop each mode's rounds after this long (the table says how many ran)",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     tallies = []
@@ -329,16 +335,24 @@ def main() -> int:
             for mode in args.modes.split(","):
                 soak = Soak(home, api, sim, mode, args.processes)
                 started = time.monotonic()
+                budget = started + args.minutes * 60 if args.minutes else float("inf")
                 try:
-                    for _ in range(args.rounds):
+                    while soak.tally.rounds < args.rounds and time.monotonic() < budget:
                         soak.round(rng)
-                        if soak.tally.rounds % 100 == 0:
-                            print(f"  {mode}: {soak.tally.rounds} rounds", file=sys.stderr, flush=True)
+                        if soak.tally.rounds % 50 == 0:
+                            spent = time.monotonic() - started
+                            print(
+                                f"  {mode}: {soak.tally.rounds} rounds, {spent:.0f} s",
+                                file=sys.stderr,
+                                flush=True,
+                            )
                 finally:
                     soak.tally.seconds = time.monotonic() - started
                     soak.close()
                 tallies.append(soak.tally)
-    print_table(tallies)
+                print_table([soak.tally])
+    if len(tallies) > 1:
+        print_table(tallies)
     return 0 if all(t.reuses == 0 and t.lost_other == 0 for t in tallies) else 1
 
 
@@ -354,12 +368,14 @@ def print_table(tallies: list[Tally]) -> None:
         "lost:other",
         "undiagnosed",
         "wall",
+        "s/round",
     )
-    print("{:<14}{:>8}{:>10}{:>8}{:>7}{:>14}{:>12}{:>13}{:>9}".format(*header))
+    print("{:<14}{:>8}{:>10}{:>8}{:>7}{:>14}{:>12}{:>13}{:>9}{:>9}".format(*header))
     for t in tallies:
         print(
             f"{t.mode:<14}{t.rounds:>8}{t.refreshes:>10}{t.reuses:>8}{t.diagnostic_reuses:>7}"
             f"{t.lost_physics:>14}{t.lost_other:>12}{t.undiagnosed:>13}{t.seconds:>8.0f}s"
+            f"{t.seconds / max(t.rounds, 1):>9.1f}"
         )
     print("\nreuses: presentations of a spent token outside the one diagnostic refresh after a physical loss")
     for t in tallies:
