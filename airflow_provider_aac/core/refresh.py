@@ -17,9 +17,9 @@ The steps, each a promise to the user:
    retrying its store), and the holder stops sending that margin before its end.
 3. Spend: one attempt at a time, each with a hard deadline inside the lease, the lock
    checked again just before the token leaves the process. Termination signals wait.
-4. Keep: the answer is held in every rescue place, then stored, retrying for minutes,
-   over whatever else changed in the extra, as long as the stored refresh token is still
-   the one spent.
+4. Keep (``core/keeping.py``): the answer is held in every rescue place, then stored,
+   retrying for minutes, over whatever else changed in the extra, as long as the stored
+   refresh token is still the one spent.
 """
 
 from __future__ import annotations
@@ -29,23 +29,18 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_aac.core.errors import (
-    AACConfigError,
     AACError,
-    AACPairHeldError,
     AACRefreshOutcomeUnknownError,
-    AACStoreConflictError,
-    AACStoreError,
-    AACStoreUnavailableError,
     AACTokenChainBrokenError,
     AACTransientError,
     new_pair_hint,
 )
+from airflow_provider_aac.core.keeping import STORE_PATIENCE, STORE_RETRY_PAST_LEASE, Keeper
 from airflow_provider_aac.core.oauth import (
     TokenEndpoint,
     TokenGrant,
@@ -53,7 +48,7 @@ from airflow_provider_aac.core.oauth import (
     request_refresh,
     resolve_token_endpoint,
 )
-from airflow_provider_aac.core.rescue import HeldPair, Rescue
+from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
 from airflow_provider_aac.core.token_state import (
@@ -62,10 +57,9 @@ from airflow_provider_aac.core.token_state import (
     InFlight,
     TokenState,
     Version,
-    fingerprint,
     is_fresh,
-    utc_iso,
 )
+from airflow_provider_aac.core.token_store import Extra, Guard, Section, TokenStore, no_guard, within
 
 log = logging.getLogger(__name__)
 
@@ -74,43 +68,9 @@ DEFAULT_LEASE = 60.0
 # The most two machines' clocks may disagree: a holder stops this long before its lease
 # ends, and a taker waits this long after it, so that up to twice this much skew is safe.
 MAX_LEASE_SKEW = 15.0
-STORE_PATIENCE = 600.0
-STORE_BACKOFF = Backoff(attempts=1_000_000, base=0.5, cap=15.0)
-# Past its lease, a holder retries its store at least this often...
-STORE_RETRY_PAST_LEASE = 2.0
-# ...so a marker whose lease has ended is taken over only after it was seen ended for a
-# few of those retries: its holder may be alive, storing after an outage longer than the lease.
+# A marker whose lease has ended is taken over only after it was seen ended for a few of
+# its holder's store retries: the holder may be alive, storing after an outage longer than the lease.
 TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
-
-Extra = dict[str, Any]
-Change = Callable[[TokenState, Extra], Extra]
-
-
-class TokenStore(Protocol):
-    """Where one connection's token state lives, seen from inside an exclusive section."""
-
-    def read(self) -> tuple[TokenState, Extra]:
-        """The current state and the whole extra, read fresh."""
-
-    def update(self, expected: Version, change: Change) -> Extra:
-        """Re-read, refuse unless ``expected`` still holds (see check_version), write ``change(state, extra)``."""
-
-    def check_writable(self) -> None:
-        """Raise unless a write will be what every reader sees; called before the token is spent."""
-
-
-Section = Callable[[], AbstractContextManager[TokenStore]]
-Guard = Callable[[], None]
-
-
-def no_guard() -> None:
-    return None
-
-
-@contextmanager
-def within(store: TokenStore) -> Iterator[TokenStore]:
-    """A section that is a store already held exclusively, for steps that otherwise open their own."""
-    yield store
 
 
 def process_identity() -> str:
@@ -139,6 +99,17 @@ class Refresher:
         return min(MAX_LEASE_SKEW, self.lease / 6)
 
     @property
+    def keeper(self) -> Keeper:
+        return Keeper(
+            self.conn_id,
+            self.rescue,
+            self.identity,
+            clock=self.clock,
+            sleep=self.sleep,
+            store_patience=self.store_patience,
+        )
+
+    @property
     def max_wait(self) -> float:
         """Longest a caller waits for another holder: its whole lease, both margins and the grace."""
         return self.lease + 2 * self.skew_margin + self.takeover_grace
@@ -159,7 +130,7 @@ class Refresher:
         deadline = self.clock() + self.max_wait
         while True:
             with section() as store:
-                state, extra = self._settle(store)
+                state, extra = self.keeper.settle(store)
                 if not self._refresh_needed(state, min_ttl, stale_generation):
                     return state
                 holder = self._holder(state)
@@ -185,7 +156,7 @@ class Refresher:
         deadline = self.clock() + (self.max_wait if wait is None else wait)
         while True:
             with transaction() as store:
-                state, extra = self._settle(store)
+                state, extra = self.keeper.settle(store)
                 if not self._refresh_needed(state, min_ttl, stale_generation):
                     return state
                 holder = self._holder(state)
@@ -199,40 +170,17 @@ class Refresher:
                 return kept
             stale_generation = None
 
-    def complete_held(self, section: Section) -> TokenState | None:
-        """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
-        with section() as store:
-            state, _ = store.read()
-            held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
-            if held is None:
-                return None
-            stored = self._write_held(store, held)
-        self.rescue.drop(self.conn_id, held.spends)
-        return stored
-
-    # -- 1. settle
-
-    def _settle(self, store: TokenStore) -> tuple[TokenState, Extra]:
-        """Complete a pair held back by an earlier refresh, before deciding anything else."""
-        state, extra = store.read()
-        held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
-        if held is not None:
-            log.warning(
-                "AAC connection %r: completing the token pair that %s received at %s and could not store.",
-                self.conn_id,
-                held.by,
-                utc_iso(held.held_at),
-            )
-            self._write_held(store, held)
-            self.rescue.drop(self.conn_id, held.spends)
-            state, extra = store.read()
-        return state, extra
+    # -- 1. settle: Keeper.settle
 
     def _refresh_needed(self, state: TokenState, min_ttl: float | None, stale_generation: int | None) -> bool:
         if stale_generation is not None and state.generation == stale_generation:
             return True
         claims = state.expiry_claims(conn_id=self.conn_id)
         return not is_fresh(state, claims, self.clock(), min_ttl)
+
+    def complete_held(self, section: Section) -> TokenState | None:
+        """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
+        return self.keeper.complete_held(section)
 
     def dead_chain_error(self, state: TokenState) -> AACTokenChainBrokenError:
         assert state.dead_chain is not None
@@ -311,7 +259,7 @@ class Refresher:
     ) -> TokenState | None:
         with signals_deferred("an AAC token refresh was waiting for its answer or storing the new pair"):
             grant = self._spend(section, state, endpoint, attempt, interrupted, guard)
-            return self._keep(section, state, attempt, grant)
+            return self.keeper.keep(section, state, attempt, grant)
 
     def _spend(
         self,
@@ -363,103 +311,6 @@ class Refresher:
         except AACError as err:
             log.warning("AAC connection %r: could not clear the refresh marker (%s).", self.conn_id, err)
 
-    # -- 4. keep
-
-    def _keep(
-        self, section: Section, spent: TokenState, attempt: InFlight, grant: TokenGrant
-    ) -> TokenState | None:
-        """Hold the answer, store it, and only then use it; None when another pair won meanwhile."""
-        held = HeldPair(
-            conn_id=self.conn_id,
-            spends=spent.refresh_fingerprint,
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            expires_in=grant.expires_in,
-            requested_at=attempt.started_at,
-            held_at=self.clock(),
-            by=self.identity,
-        )
-        places = self.rescue.hold(held)
-        try:
-            stored = self._store_with_patience(section, held, attempt, places)
-        except AACStoreConflictError as err:
-            log.warning("AAC connection %r: %s", self.conn_id, err)
-            self.rescue.drop(self.conn_id, held.spends)
-            return None
-        self.rescue.drop(self.conn_id, held.spends)
-        if grant.access_token is None:
-            raise AACTransientError(
-                f"AAC's token endpoint answered without an access token for connection {self.conn_id!r}. "
-                "The rotated refresh token was stored; the next call refreshes again."
-            )
-        return stored
-
-    def _store_with_patience(
-        self, section: Section, held: HeldPair, attempt: InFlight, places: list[str]
-    ) -> TokenState:
-        """Store the held pair, retrying an unavailable store for ``store_patience`` seconds."""
-        give_up = self.clock() + self.store_patience
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                with section() as store:
-                    return self._write_held(store, held)
-            except AACStoreUnavailableError as err:
-                failure: AACError = err
-            except AACStoreConflictError:
-                raise
-            except (AACConfigError, AACStoreError) as err:
-                raise self._held_error(held, places, err) from None
-            except AACTransientError as err:
-                failure = err
-            now = self.clock()
-            delay = STORE_BACKOFF.delay(tries) or STORE_BACKOFF.cap
-            if now >= attempt.lease_until:
-                delay = min(delay, STORE_RETRY_PAST_LEASE)
-            if now + delay > give_up:
-                raise self._held_error(held, places, failure) from None
-            log.warning(
-                "AAC connection %r: the refresh succeeded but the new pair could not be stored yet (%s). "
-                "Retrying in %.1f s, for up to %.0f s more; the pair is held in %s.",
-                self.conn_id,
-                failure,
-                delay,
-                give_up - now,
-                ", ".join(places) or "no rescue place",
-            )
-            self.sleep(delay)
-
-    def _held_error(self, held: HeldPair, places: list[str], cause: AACError) -> AACPairHeldError:
-        where = ", ".join(places) if places else "no rescue place (only this process's memory, now gone)"
-        return AACPairHeldError(
-            f"AAC connection {self.conn_id!r}: the refresh token was spent and AAC answered with a new pair, "
-            f"but the pair could not be stored ({cause}). It is held in {where}. The next refresh of this "
-            f"connection stores it first; to store it now, run: airflow-aac restore {self.conn_id}"
-        )
-
-    def _write_held(self, store: TokenStore, held: HeldPair) -> TokenState:
-        """Store a held pair over whatever is stored now, while the spent refresh token is still there."""
-        stored, _ = store.read()
-        if held.refresh_token and stored.refresh_fingerprint == fingerprint(held.refresh_token):
-            return stored
-
-        def rotated_over(current: TokenState, extra: Extra) -> Extra:
-            new_state = rotated(
-                current, held.grant, requested_at=held.requested_at, by=held.by, now=self.clock()
-            )
-            return new_state.merged_into({k: v for k, v in extra.items() if k != LAST_INTERRUPTED})
-
-        written = store.update(Version(stored.generation, None, held.spends, rotation=True), rotated_over)
-        new_state = TokenState.from_extra(written, conn_id=self.conn_id)
-        log.info(
-            "AAC connection %r: stored generation %d (access token valid for %.0f s).",
-            self.conn_id,
-            new_state.generation,
-            new_state.access_lifetime or 0.0,
-        )
-        return new_state
-
     # -- waiting for another holder
 
     def _wait_for_other(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> None:
@@ -490,30 +341,6 @@ class Refresher:
                     return
             elif marker.attempt_id != holder.attempt_id or self._holder(current) is None:
                 return
-
-
-def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: str, now: float) -> TokenState:
-    """The next generation. Expiry counts from when the request was sent, to err early.
-
-    Without ``expires_in`` the JWT's ``exp`` decides; without an access token the old one
-    is kept but marked expired, so that the rotated refresh token is stored all the same.
-    """
-    if grant.access_token:
-        access = grant.access_token
-        expires_at = requested_at + grant.expires_in if grant.expires_in else None
-    else:
-        access, expires_at = state.access_token, requested_at
-    return TokenState(
-        access_token=access,
-        refresh_token=grant.refresh_token or state.refresh_token,
-        generation=state.generation + 1,
-        access_expires_at=expires_at,
-        access_lifetime=grant.expires_in if grant.access_token else None,
-        access_fingerprint=fingerprint(access) if expires_at is not None else None,
-        refreshed_at=now,
-        refreshed_by=by,
-        in_flight=None,
-    )
 
 
 def _text(value: Any) -> str | None:

@@ -29,7 +29,6 @@ from airflow_provider_aac.core.errors import (
     AACStoreUnavailableError,
 )
 from airflow_provider_aac.core.jwt_claims import read_claims
-from airflow_provider_aac.core.refresh import Change
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     ACCESS_FINGERPRINT,
@@ -42,6 +41,7 @@ from airflow_provider_aac.core.token_state import (
     check_version,
     parse_extra,
 )
+from airflow_provider_aac.core.token_store import Change
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import (
     base_url_of,

@@ -29,8 +29,9 @@ from airflow_provider_aac.core.errors import (
     AACTokenChainBrokenError,
     AACTransientError,
 )
+from airflow_provider_aac.core.keeping import rotated
 from airflow_provider_aac.core.oauth import AACRefreshOutcomeUnknownError, RawResponse, SendWindow, TokenGrant
-from airflow_provider_aac.core.refresh import Change, Refresher, rotated
+from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     IN_FLIGHT,
@@ -43,6 +44,7 @@ from airflow_provider_aac.core.token_state import (
     is_fresh,
     utc_iso,
 )
+from airflow_provider_aac.core.token_store import Change
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.transport import requests_token_transport
 

@@ -1,0 +1,204 @@
+"""Keeping what AAC answered: the new pair is held before it is stored, and stored with patience.
+
+Once the token endpoint has answered, the new pair is the only live end of the chain.
+It is held in every rescue place first, then stored, retrying an unavailable store for
+minutes (api-servers restart during deploys). It is accepted while the stored refresh
+token is still the one spent, whatever else changed in the extra; a different refresh
+token (a newer pair, or one a person pasted) wins. A pair left held by a refresher that
+died is stored by the next one before anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airflow_provider_aac.core.errors import (
+    AACConfigError,
+    AACError,
+    AACPairHeldError,
+    AACStoreConflictError,
+    AACStoreError,
+    AACStoreUnavailableError,
+    AACTransientError,
+)
+from airflow_provider_aac.core.oauth import TokenGrant
+from airflow_provider_aac.core.rescue import HeldPair, Rescue
+from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_state import (
+    LAST_INTERRUPTED,
+    InFlight,
+    TokenState,
+    Version,
+    fingerprint,
+    utc_iso,
+)
+from airflow_provider_aac.core.token_store import Extra, Section, TokenStore
+
+log = logging.getLogger(__name__)
+
+STORE_PATIENCE = 600.0
+STORE_BACKOFF = Backoff(attempts=1_000_000, base=0.5, cap=15.0)
+# Past its lease, a holder retries its store at least this often, so that a taker can
+# tell a live holder (still storing after an outage) from a dead one.
+STORE_RETRY_PAST_LEASE = 2.0
+
+
+@dataclass
+class Keeper:
+    """Holds and stores the pairs of one connection's refreshes."""
+
+    conn_id: str
+    rescue: Rescue
+    identity: str
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    store_patience: float = STORE_PATIENCE
+
+    def settle(self, store: TokenStore) -> tuple[TokenState, Extra]:
+        """Complete a pair held back by an earlier refresh, before deciding anything else."""
+        state, extra = store.read()
+        held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
+        if held is not None:
+            log.warning(
+                "AAC connection %r: completing the token pair that %s received at %s and could not store.",
+                self.conn_id,
+                held.by,
+                utc_iso(held.held_at),
+            )
+            self._write_held(store, held)
+            self.rescue.drop(self.conn_id, held.spends)
+            state, extra = store.read()
+        return state, extra
+
+    def complete_held(self, section: Section) -> TokenState | None:
+        """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
+        with section() as store:
+            state, _ = store.read()
+            held = self.rescue.pending(self.conn_id, state.refresh_fingerprint)
+            if held is None:
+                return None
+            stored = self._write_held(store, held)
+        self.rescue.drop(self.conn_id, held.spends)
+        return stored
+
+    def keep(
+        self, section: Section, spent: TokenState, attempt: InFlight, grant: TokenGrant
+    ) -> TokenState | None:
+        """Hold the answer, store it, and only then use it; None when another pair won meanwhile."""
+        held = HeldPair(
+            conn_id=self.conn_id,
+            spends=spent.refresh_fingerprint,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token,
+            expires_in=grant.expires_in,
+            requested_at=attempt.started_at,
+            held_at=self.clock(),
+            by=self.identity,
+        )
+        places = self.rescue.hold(held)
+        try:
+            stored = self._store_with_patience(section, held, attempt, places)
+        except AACStoreConflictError as err:
+            log.warning("AAC connection %r: %s", self.conn_id, err)
+            self.rescue.drop(self.conn_id, held.spends)
+            return None
+        self.rescue.drop(self.conn_id, held.spends)
+        if grant.access_token is None:
+            raise AACTransientError(
+                f"AAC's token endpoint answered without an access token for connection {self.conn_id!r}. "
+                "The rotated refresh token was stored; the next call refreshes again."
+            )
+        return stored
+
+    def _store_with_patience(
+        self, section: Section, held: HeldPair, attempt: InFlight, places: list[str]
+    ) -> TokenState:
+        """Store the held pair, retrying an unavailable store for ``store_patience`` seconds."""
+        give_up = self.clock() + self.store_patience
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                with section() as store:
+                    return self._write_held(store, held)
+            except AACStoreUnavailableError as err:
+                failure: AACError = err
+            except AACStoreConflictError:
+                raise
+            except (AACConfigError, AACStoreError) as err:
+                raise self._held_error(held, places, err) from None
+            except AACTransientError as err:
+                failure = err
+            now = self.clock()
+            delay = STORE_BACKOFF.delay(tries) or STORE_BACKOFF.cap
+            if now >= attempt.lease_until:
+                delay = min(delay, STORE_RETRY_PAST_LEASE)
+            if now + delay > give_up:
+                raise self._held_error(held, places, failure) from None
+            log.warning(
+                "AAC connection %r: the refresh succeeded but the new pair could not be stored yet (%s). "
+                "Retrying in %.1f s, for up to %.0f s more; the pair is held in %s.",
+                self.conn_id,
+                failure,
+                delay,
+                give_up - now,
+                ", ".join(places) or "no rescue place",
+            )
+            self.sleep(delay)
+
+    def _held_error(self, held: HeldPair, places: list[str], cause: AACError) -> AACPairHeldError:
+        where = ", ".join(places) if places else "no rescue place (only this process's memory, now gone)"
+        return AACPairHeldError(
+            f"AAC connection {self.conn_id!r}: the refresh token was spent and AAC answered with a new pair, "
+            f"but the pair could not be stored ({cause}). It is held in {where}. The next refresh of this "
+            f"connection stores it first; to store it now, run: airflow-aac restore {self.conn_id}"
+        )
+
+    def _write_held(self, store: TokenStore, held: HeldPair) -> TokenState:
+        """Store a held pair over whatever is stored now, while the spent refresh token is still there."""
+        stored, _ = store.read()
+        if held.refresh_token and stored.refresh_fingerprint == fingerprint(held.refresh_token):
+            return stored
+
+        def rotated_over(current: TokenState, extra: Extra) -> Extra:
+            new_state = rotated(
+                current, held.grant, requested_at=held.requested_at, by=held.by, now=self.clock()
+            )
+            return new_state.merged_into({k: v for k, v in extra.items() if k != LAST_INTERRUPTED})
+
+        written = store.update(Version(stored.generation, None, held.spends, rotation=True), rotated_over)
+        new_state = TokenState.from_extra(written, conn_id=self.conn_id)
+        log.info(
+            "AAC connection %r: stored generation %d (access token valid for %.0f s).",
+            self.conn_id,
+            new_state.generation,
+            new_state.access_lifetime or 0.0,
+        )
+        return new_state
+
+
+def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: str, now: float) -> TokenState:
+    """The next generation. Expiry counts from when the request was sent, to err early.
+
+    Without ``expires_in`` the JWT's ``exp`` decides; without an access token the old one
+    is kept but marked expired, so that the rotated refresh token is stored all the same.
+    """
+    if grant.access_token:
+        access = grant.access_token
+        expires_at = requested_at + grant.expires_in if grant.expires_in else None
+    else:
+        access, expires_at = state.access_token, requested_at
+    return TokenState(
+        access_token=access,
+        refresh_token=grant.refresh_token or state.refresh_token,
+        generation=state.generation + 1,
+        access_expires_at=expires_at,
+        access_lifetime=grant.expires_in if grant.access_token else None,
+        access_fingerprint=fingerprint(access) if expires_at is not None else None,
+        refreshed_at=now,
+        refreshed_by=by,
+        in_flight=None,
+    )
