@@ -262,8 +262,7 @@ class Soak:
             if int(stored.get("generation", 0)) > generation:
                 self.tally.refreshes += 1
             return
-        lost = fault in PHYSICS or (fault == "sigkill_while_storing" and self.mode == "single_writer")
-        if lost:
+        if fault in PHYSICS:
             self.tally.lost_physics += 1
         else:
             self.tally.lost_other += 1

@@ -119,6 +119,30 @@ def test_sigkill_while_storing_in_lock_mode_is_completed_from_the_lock_backend(
         s.assert_chain_alive()
 
 
+def test_sigkill_while_storing_in_single_writer_mode_is_completed_by_the_next_run_on_that_worker(
+    fault_home: AirflowHome, airflow_api_server: ApiServer
+) -> None:
+    with scene(fault_home, "single_writer", api_server=airflow_api_server, refresh_lease=SHORT_LEASE) as s:
+        assert s.api_proxy is not None
+        s.api_proxy.on("PATCH", times=1).forward()  # the claim
+        store = s.api_proxy.on("PATCH", times=1).hold_request()  # the new pair
+        victim = s.start("writer")
+        store.wait_seen(timeout=60)
+        victim.signal(signal.SIGKILL)
+        victim.killed()
+        store.discard()
+        assert s.stored()["generation"] == 0
+        assert len(s.held_on_disk()) == 1, "the pair is held in the worker's spool"
+
+        result = s.run("writer")
+        assert result["ok"], result
+        assert "completing the token pair that" in result["stderr"]
+        assert result["generation"] == 1
+        assert s.sim.stats()["refreshes"] == 1, "the held pair was stored, not replaced by a new refresh"
+        assert s.held_on_disk() == []
+        s.assert_chain_alive()
+
+
 def test_sigkill_while_storing_in_metadata_db_mode_is_completed_from_the_local_spool(
     fault_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:
