@@ -8,6 +8,7 @@ and never answers (read timeout).
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -200,6 +201,22 @@ def test_token_transport_does_not_follow_redirects() -> None:
     assert response.status == 302
 
 
+def read_request(conn: socket.socket) -> bytes:
+    """The whole request (headers, then Content-Length bytes of body), or what came before EOF.
+
+    Closing with part of the request unread would reset the connection under the client.
+    """
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+        head, separator, body = data.partition(b"\r\n\r\n")
+        if separator:
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if len(body) >= (int(length.group(1)) if length else 0):
+                break
+    return data
+
+
 @contextlib.contextmanager
 def dripping_server(interval: float) -> Iterator[tuple[str, Callable[[int], list[bytes]]]]:
     """Answers 200 one byte every ``interval`` seconds: no single read waits long.
@@ -219,7 +236,7 @@ def dripping_server(interval: float) -> Iterator[tuple[str, Callable[[int], list
     def drip(conn: socket.socket, slot: int) -> None:
         with conn, contextlib.suppress(OSError):
             conn.settimeout(5)
-            data = conn.recv(65536)
+            data = read_request(conn)
             with arrived:
                 received[slot] = data
                 arrived.notify_all()
