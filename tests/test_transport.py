@@ -31,6 +31,22 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def read_request(conn: socket.socket) -> bytes:
+    """The whole request (headers, then Content-Length bytes of body), or what came before EOF.
+
+    Closing with part of the request unread would reset the connection under the client.
+    """
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+        head, separator, body = data.partition(b"\r\n\r\n")
+        if separator:
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if len(body) >= (int(length.group(1)) if length else 0):
+                break
+    return data
+
+
 @contextlib.contextmanager
 def tcp_server(behaviour: str) -> Iterator[str]:
     """A one-purpose server: ``hang_up`` closes after reading, ``silent`` never answers."""
@@ -50,7 +66,7 @@ def tcp_server(behaviour: str) -> Iterator[str]:
                 continue
             conn.settimeout(5)
             with contextlib.suppress(OSError):
-                conn.recv(65536)  # the request reached us
+                read_request(conn)  # all of it: closing on unread bytes would reset, not hang up
             received.set()
             if behaviour == "hang_up":
                 conn.close()
@@ -185,7 +201,7 @@ def test_token_transport_does_not_follow_redirects() -> None:
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
-            conn.recv(65536)
+            read_request(conn)
             conn.sendall(
                 b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -199,22 +215,6 @@ def test_token_transport_does_not_follow_redirects() -> None:
         thread.join(5)
         listener.close()
     assert response.status == 302
-
-
-def read_request(conn: socket.socket) -> bytes:
-    """The whole request (headers, then Content-Length bytes of body), or what came before EOF.
-
-    Closing with part of the request unread would reset the connection under the client.
-    """
-    data = b""
-    while chunk := conn.recv(65536):
-        data += chunk
-        head, separator, body = data.partition(b"\r\n\r\n")
-        if separator:
-            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if len(body) >= (int(length.group(1)) if length else 0):
-                break
-    return data
 
 
 @contextlib.contextmanager
