@@ -201,4 +201,5 @@ def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: st
         refreshed_at=now,
         refreshed_by=by,
         in_flight=None,
+        conn_id=state.conn_id,
     )

@@ -57,7 +57,6 @@ from airflow_provider_aac.core.token_state import (
     InFlight,
     TokenState,
     Version,
-    is_fresh,
 )
 from airflow_provider_aac.core.token_store import Extra, Guard, Section, TokenStore, no_guard, within
 
@@ -175,8 +174,7 @@ class Refresher:
     def _refresh_needed(self, state: TokenState, min_ttl: float | None, stale_generation: int | None) -> bool:
         if stale_generation is not None and state.generation == stale_generation:
             return True
-        claims = state.expiry_claims(conn_id=self.conn_id)
-        return not is_fresh(state, claims, self.clock(), min_ttl)
+        return not state.is_fresh(self.clock(), min_ttl)
 
     def complete_held(self, section: Section) -> TokenState | None:
         """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
@@ -209,7 +207,7 @@ class Refresher:
         if state.chain_is_dead:
             raise self.dead_chain_error(state)
         endpoint = resolve_token_endpoint(
-            state.claims(conn_id=self.conn_id),
+            state.claims(),
             token_url=_text(extra.get("token_url")),
             client_id=_text(extra.get("client_id")),
             conn_id=self.conn_id,

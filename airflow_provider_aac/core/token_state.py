@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_aac.core.errors import AACConfigError, AACStoreConflictError, new_pair_hint
@@ -160,7 +161,12 @@ class DeadChain:
 
 @dataclass(frozen=True)
 class TokenState:
-    """One generation of the token chain, as read from (or about to be written to) the extra."""
+    """One generation of the token chain, as read from (or about to be written to) the extra.
+
+    ``conn_id`` only names the connection in errors (a stored access token that is no
+    JWT): the state is what decodes its token, so it must be able to say whose it is.
+    States are immutable, so each decodes its access token at most once.
+    """
 
     access_token: str
     refresh_token: str
@@ -172,6 +178,7 @@ class TokenState:
     refreshed_by: str | None = None
     in_flight: InFlight | None = None
     dead_chain: DeadChain | None = None
+    conn_id: str | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return f"TokenState(generation={self.generation}, access_expires_at={self.access_expires_at})"
@@ -202,6 +209,7 @@ class TokenState:
             refreshed_by=extra.get(REFRESHED_BY) if _is_text(extra.get(REFRESHED_BY)) else None,
             in_flight=InFlight.from_json(extra.get(IN_FLIGHT)),
             dead_chain=DeadChain.from_json(extra.get(DEAD_CHAIN)),
+            conn_id=conn_id,
         )
 
     def merged_into(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -225,21 +233,27 @@ class TokenState:
         merged.update({k: v for k, v in optional.items() if v is not None})
         return merged
 
-    def claims(self, *, conn_id: str) -> AccessTokenClaims:
-        return read_claims(self.access_token, where=f"connection {conn_id!r}")
+    def claims(self) -> AccessTokenClaims:
+        return self._claims
 
-    @property
+    @cached_property
+    def _claims(self) -> AccessTokenClaims:
+        where = "the connection" if self.conn_id is None else f"connection {self.conn_id!r}"
+        return read_claims(self.access_token, where=where)
+
+    @cached_property
     def has_recorded_expiry(self) -> bool:
         """True when the expiry recorded at the last refresh belongs to the stored access token."""
         return self.access_expires_at is not None and self.access_fingerprint == fingerprint(
             self.access_token
         )
 
-    def expiry_claims(self, *, conn_id: str) -> AccessTokenClaims | None:
+    @property
+    def _expiry_claims(self) -> AccessTokenClaims | None:
         """The claims, decoded only when the recorded expiry does not already answer (the hot path)."""
-        return None if self.has_recorded_expiry else self.claims(conn_id=conn_id)
+        return None if self.has_recorded_expiry else self._claims
 
-    def expires_at(self, claims: AccessTokenClaims | None = None) -> float | None:
+    def expires_at(self) -> float | None:
         """When the stored access token stops working, by our clock, with margin.
 
         The expiry recorded from ``expires_in`` (our clock) wins when it belongs to this
@@ -247,16 +261,26 @@ class TokenState:
         """
         if self.has_recorded_expiry:
             return self.access_expires_at
-        if claims is None or claims.expires_at is None:
+        claims = self._claims
+        if claims.expires_at is None:
             return None
         lifetime = claims.lifetime
         skew = MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime / 10)
         return claims.expires_at - skew
 
-    def lifetime(self, claims: AccessTokenClaims | None = None) -> float | None:
+    def lifetime(self) -> float | None:
         if self.access_lifetime is not None and self.access_fingerprint == fingerprint(self.access_token):
             return self.access_lifetime
+        claims = self._expiry_claims
         return claims.lifetime if claims else None
+
+    def seconds_left(self, now: float) -> float:
+        """Seconds the stored access token still works; unknown expiry counts as expired."""
+        expires_at = self.expires_at()
+        return float("-inf") if expires_at is None else expires_at - now
+
+    def is_fresh(self, now: float, min_ttl: float | None) -> bool:
+        return self.seconds_left(now) >= effective_min_ttl(min_ttl, self.lifetime())
 
     def with_in_flight(self, in_flight: InFlight | None) -> TokenState:
         return replace(self, in_flight=in_flight)
@@ -326,56 +350,6 @@ def effective_min_ttl(min_ttl: float | None, lifetime: float | None) -> float:
     """The requested margin, never more than half the access token's lifetime."""
     wanted = DEFAULT_MIN_TTL if min_ttl is None else max(0.0, float(min_ttl))
     return wanted if lifetime is None else min(wanted, lifetime / 2)
-
-
-# Seconds from a scheduled time to the refresh task's check: a scheduler loop, queueing,
-# starting the task process. Generous on purpose: too early costs one extra refresh, too
-# late makes tasks wait.
-RUN_LATENCY = 30.0
-# Refresh once two thirds of the lifetime is left, at the latest: even a few missed runs
-# (scheduler restart, busy pool) then leave tasks their margin.
-EARLY_FRACTION = 2 / 3
-
-
-def refresh_threshold(lifetime: float | None, interval: float, *, task_min_ttl: float | None = None) -> float:
-    """Seconds of access-token life below which the refresh DAG refreshes.
-
-    Tasks refresh (or, in single-writer mode, wait for this DAG) when the token has less
-    than ``effective_min_ttl(min_ttl, lifetime)`` left: the connection's ``min_ttl``
-    (default 300 s), capped at half the lifetime. So no task ever asks for more than half.
-    Between two checks of this DAG up to ``interval + RUN_LATENCY`` seconds pass; a
-    refresh DAG that leaves more than ``lifetime / 2 + interval + RUN_LATENCY`` after each
-    check therefore never lets a task see a token it would not use, whatever ``min_ttl``
-    the connection or a hook asks for. Two thirds of the lifetime is the floor on top,
-    so a missed run or two still does not reach the tasks.
-
-    For AAC's observed 5-minute tokens and a 1-minute schedule that is 240 s (a refresh
-    every one or two runs); for 1-hour tokens, 2400 s (one refresh in about 20 minutes).
-    A threshold at or above the lifetime means every run refreshes, which is right when
-    runs are rare compared with the lifetime.
-
-    This cannot be passed to ``TokenManager`` as a ``min_ttl``: ``effective_min_ttl``
-    clips every ``min_ttl`` to half the lifetime, exactly the point where tasks start
-    asking too. The refresh operator decides itself and then forces the refresh, which the
-    token manager still performs only if nobody stored a newer generation meanwhile.
-
-    With an unknown lifetime (no ``expires_in`` recorded and no ``exp``/``iat`` claims),
-    nothing is capped: stay one interval ahead of what tasks ask for.
-    """
-    if lifetime is None or lifetime <= 0:
-        return effective_min_ttl(task_min_ttl, None) + interval + RUN_LATENCY
-    return max(lifetime * EARLY_FRACTION, lifetime / 2 + interval + RUN_LATENCY)
-
-
-def seconds_left(state: TokenState, claims: AccessTokenClaims | None, now: float) -> float:
-    """Seconds the stored access token still works; unknown expiry counts as expired."""
-    expires_at = state.expires_at(claims)
-    return float("-inf") if expires_at is None else expires_at - now
-
-
-def is_fresh(state: TokenState, claims: AccessTokenClaims | None, now: float, min_ttl: float | None) -> bool:
-    margin = effective_min_ttl(min_ttl, state.lifetime(claims))
-    return seconds_left(state, claims, now) >= margin
 
 
 def _is_text(value: Any) -> bool:

@@ -89,7 +89,7 @@ def create_refresh_dag(
       ever overlap, even when a run is slow or someone triggers one by hand;
     - ``catchup=False``: missed intervals are worth nothing, only the next check is;
     - every minute by default, because AAC's access tokens may live only 5 minutes;
-    - refreshes below :func:`~airflow_provider_aac.core.token_state.refresh_threshold` (or ``refresh_min_ttl`` seconds), which
+    - refreshes below :func:`~airflow_provider_aac.core.refresh_schedule.refresh_threshold` (or ``refresh_min_ttl`` seconds), which
       stays ahead of every task's own margin so tasks never wait;
     - created unpaused: in single-writer mode nothing else refreshes, and a paused
       refresh DAG would leave tasks waiting until the chain expires;

@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import validate_api_path
 from airflow_provider_aac.core.errors import AACConfigError, AACError
-from airflow_provider_aac.core.token_state import RUN_LATENCY, refresh_threshold, seconds_left
+from airflow_provider_aac.core.refresh_schedule import longest_safe_interval, refresh_threshold
 from airflow_provider_aac.failures import failing_fast
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.run_base import (
@@ -259,7 +259,7 @@ class AACRefreshTokenOperator(BaseOperator):
     process stored a newer generation meanwhile. Returns what it did, without any token.
 
     :param min_ttl: refresh when the access token has fewer seconds left (default:
-        :func:`~airflow_provider_aac.core.token_state.refresh_threshold` of the token's
+        :func:`~airflow_provider_aac.core.refresh_schedule.refresh_threshold` of the token's
         lifetime and ``run_interval``).
     :param force: refresh even if the access token is fresh.
     :param run_interval: the longest gap between runs of this task, in seconds, if known.
@@ -286,21 +286,21 @@ class AACRefreshTokenOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, object]:
         manager = AACHook(self.aac_conn_id).tokens
         config, state = manager.read()
-        claims = state.claims(conn_id=self.aac_conn_id)
-        lifetime = state.lifetime(claims)
-        left = seconds_left(state, claims, time.time())
+        lifetime = state.lifetime()
+        left = state.seconds_left(time.time())
         threshold = (
             float(self.min_ttl)
             if self.min_ttl is not None
             else refresh_threshold(lifetime, self.run_interval or 0.0, task_min_ttl=config.min_ttl)
         )
-        if lifetime and self.run_interval and lifetime / 2 < self.run_interval + RUN_LATENCY:
+        advised = longest_safe_interval(lifetime, self.run_interval)
+        if advised is not None:
             self.log.warning(
                 "AAC access tokens live %.0f s, but this task runs only every %.0f s: tasks may wait for "
                 "a refresh. Schedule it more often (every %.0f s at most).",
                 lifetime,
                 self.run_interval,
-                max(lifetime / 2 - RUN_LATENCY, 1.0),
+                advised,
             )
         asked = _forced_generation(context)
         if self.force or left < threshold:

@@ -16,7 +16,7 @@ from typing import TypeVar
 from airflow_provider_aac.core.errors import AACConfigError, AACError, AACRefreshNotPublishedError
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import Rescue
-from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl, is_fresh, seconds_left
+from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
 from airflow_provider_aac.core.token_store import Guard, no_guard, within
 from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
@@ -92,7 +92,7 @@ class TokenManager:
         """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed."""
         config, state = self.read()
         wanted = config.min_ttl if min_ttl is None else min_ttl
-        if self._is_fresh(state, wanted):
+        if state.is_fresh(self._clock(), wanted):
             return config, state
         return config, self._refresh(config, state, min_ttl=wanted, stale_generation=None, as_writer=False)
 
@@ -114,14 +114,11 @@ class TokenManager:
         before = state.generation
         wanted = config.min_ttl if min_ttl is None else min_ttl
         stale = before if force else stale_generation
-        if stale is None and self._is_fresh(state, wanted):
+        if stale is None and state.is_fresh(self._clock(), wanted):
             after = state
         else:
             after = self._refresh(config, state, min_ttl=wanted, stale_generation=stale, as_writer=as_writer)
         return self.outcome(config, after, refreshed=after.generation != before, as_writer=as_writer)
-
-    def _is_fresh(self, state: TokenState, min_ttl: float | None) -> bool:
-        return is_fresh(state, state.expiry_claims(conn_id=self.conn_id), self._clock(), min_ttl)
 
     def outcome(
         self, config: AACConnectionConfig, state: TokenState, *, refreshed: bool, as_writer: bool = False
@@ -131,7 +128,7 @@ class TokenManager:
             mode=self.mode(config, as_writer=as_writer).value,
             generation=state.generation,
             refreshed=refreshed,
-            access_expires_at=state.expires_at(state.expiry_claims(conn_id=self.conn_id)),
+            access_expires_at=state.expires_at(),
         )
 
     def ensure_refreshable(self, config: AACConnectionConfig, *, as_writer: bool = False) -> None:
@@ -159,7 +156,7 @@ class TokenManager:
     def rejection_is_not_about_expiry(self, state: TokenState) -> bool:
         if state.refreshed_at is None:
             return False
-        lifetime = state.lifetime(state.expiry_claims(conn_id=self.conn_id))
+        lifetime = state.lifetime()
         cooldown = REJECTION_COOLDOWN if lifetime is None else min(REJECTION_COOLDOWN, lifetime / 4)
         return self._clock() - state.refreshed_at < cooldown
 
@@ -310,7 +307,7 @@ class TokenManager:
         )
         while True:
             published = stale_generation is None or state.generation != stale_generation
-            if published and self._is_fresh(state, min_ttl):
+            if published and state.is_fresh(self._clock(), min_ttl):
                 return state
             if state.chain_is_dead:
                 raise self.refresher(config).dead_chain_error(state)
@@ -318,7 +315,7 @@ class TokenManager:
                 break
             self._sleep(min(PUBLISH_POLL_INTERVAL, max(0.0, deadline - self._clock())))
             state = read_config(self.conn_id).token_state()
-        left = seconds_left(state, state.expiry_claims(conn_id=self.conn_id), self._clock())
+        left = state.seconds_left(self._clock())
         if left > 0 and (stale_generation is None or state.generation != stale_generation):
             log.warning(
                 "AAC connection %r: no fresher token was published; using the stored one (%.0f s left, "

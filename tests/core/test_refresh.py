@@ -41,7 +41,6 @@ from airflow_provider_aac.core.token_state import (
     Version,
     check_version,
     fingerprint,
-    is_fresh,
     utc_iso,
 )
 from airflow_provider_aac.core.token_store import Change
@@ -468,7 +467,7 @@ def test_200_without_access_token_stores_the_rotated_refresh_token_then_fails(
     stored_rotated = state.refresh_token == "rotated-" + "x" * 20
     kept_access = state.access_token == aac_token_pair["access_token"]
     assert stored_rotated and kept_access
-    assert not is_fresh(state, state.claims(conn_id=CONN), time.time(), 0)
+    assert not state.is_fresh(time.time(), 0)
 
 
 # =========================================================================== with_lease
@@ -767,4 +766,4 @@ def test_rotated_without_access_token_marks_the_old_one_expired() -> None:
     new = rotated(old, TokenGrant(None, "new-r", 300.0), requested_at=1000.0, by="me", now=1000.0)
     assert new.access_token == "old.a.t" and new.refresh_token == "new-r"
     assert new.access_expires_at == 1000.0 and new.access_fingerprint == fingerprint("old.a.t")
-    assert new.expires_at(None) == 1000.0
+    assert new.expires_at() == 1000.0

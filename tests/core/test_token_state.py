@@ -10,7 +10,6 @@ import jwt
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.jwt_claims import read_claims
 from airflow_provider_aac.core.token_state import (
     DEFAULT_MIN_TTL,
     IN_FLIGHT,
@@ -21,10 +20,8 @@ from airflow_provider_aac.core.token_state import (
     TokenState,
     effective_min_ttl,
     fingerprint,
-    is_fresh,
     parse_extra,
     parse_utc_iso,
-    seconds_left,
     utc_iso,
 )
 
@@ -204,9 +201,8 @@ def test_recorded_expiry_wins_while_it_belongs_to_the_stored_token() -> None:
         access_lifetime=60.0,
         access_fingerprint=fingerprint(access),
     )
-    claims = state.claims(conn_id="c")
-    assert state.expires_at(claims) == T0 + 60
-    assert state.lifetime(claims) == 60.0
+    assert state.expires_at() == T0 + 60
+    assert state.lifetime() == 60.0
 
 
 def test_recorded_expiry_is_ignored_when_the_user_pasted_a_new_pair() -> None:
@@ -222,11 +218,10 @@ def test_recorded_expiry_is_ignored_when_the_user_pasted_a_new_pair() -> None:
     new_access, new_refresh = pair(T0 + 3600, T0, tag="new")
     stored.update(access_token=new_access, refresh_token=new_refresh)  # the user's edit
     state = TokenState.from_extra(stored, conn_id="c")
-    claims = state.claims(conn_id="c")
     # The recorded (expired) values belong to the old token: the new JWT decides.
-    assert state.expires_at(claims) == T0 + 3600 - MAX_CLOCK_SKEW
-    assert state.lifetime(claims) == 3600.0
-    assert is_fresh(state, claims, T0, None)
+    assert state.expires_at() == T0 + 3600 - MAX_CLOCK_SKEW
+    assert state.lifetime() == 3600.0
+    assert state.is_fresh(T0, None)
 
 
 def test_recorded_future_expiry_does_not_keep_a_pasted_expired_token_alive() -> None:
@@ -241,7 +236,7 @@ def test_recorded_future_expiry_does_not_keep_a_pasted_expired_token_alive() -> 
     expired, _ = pair(T0 - 10, T0 - 310, tag="pasted")
     stored["access_token"] = expired
     state = TokenState.from_extra(stored, conn_id="c")
-    assert not is_fresh(state, state.claims(conn_id="c"), T0, None)
+    assert not state.is_fresh(T0, None)
 
 
 @pytest.mark.parametrize(
@@ -253,22 +248,21 @@ def test_jwt_expiry_has_a_skew_margin_of_at_most_a_tenth_of_the_lifetime(
 ) -> None:
     access, refresh = pair(T0 + lifetime, T0)
     state = TokenState(access_token=access, refresh_token=refresh)
-    assert state.expires_at(state.claims(conn_id="c")) == pytest.approx(T0 + lifetime - skew)
+    assert state.expires_at() == pytest.approx(T0 + lifetime - skew)
 
 
 def test_jwt_without_iat_gets_the_full_skew_margin() -> None:
     access = unsigned_jwt(exp=int(T0 + 3600))
     state = TokenState(access_token=access, refresh_token="r")
-    assert state.expires_at(read_claims(access)) == T0 + 3600 - MAX_CLOCK_SKEW
+    assert state.expires_at() == T0 + 3600 - MAX_CLOCK_SKEW
 
 
 def test_unknown_expiry_counts_as_expired() -> None:
     access = unsigned_jwt(iss="https://x.test/as", client_id="cid")
     state = TokenState(access_token=access, refresh_token="r")
-    claims = state.claims(conn_id="c")
-    assert seconds_left(state, claims, T0) == float("-inf")
-    assert not is_fresh(state, claims, T0, 0)
-    assert seconds_left(state, None, T0) == float("-inf")
+    assert state.seconds_left(T0) == float("-inf")
+    assert not state.is_fresh(T0, 0)
+    assert state.seconds_left(T0) == float("-inf")
 
 
 # --------------------------------------------------------------------------- freshness
@@ -311,27 +305,24 @@ def recorded(expires_at: float, lifetime: float) -> TokenState:
 
 def test_is_fresh_edges() -> None:
     state = recorded(T0 + 300.0, lifetime=600.0)
-    claims = state.claims(conn_id="c")
-    assert is_fresh(state, claims, T0, 300.0), "exactly min_ttl left still counts as fresh"
-    assert not is_fresh(state, claims, T0 + 0.001, 300.0)
-    assert is_fresh(state, claims, T0 + 299.0, 0.0)
-    assert is_fresh(state, claims, T0 + 300.0, 0.0)
-    assert not is_fresh(state, claims, T0 + 300.001, 0.0)
+    assert state.is_fresh(T0, 300.0), "exactly min_ttl left still counts as fresh"
+    assert not state.is_fresh(T0 + 0.001, 300.0)
+    assert state.is_fresh(T0 + 299.0, 0.0)
+    assert state.is_fresh(T0 + 300.0, 0.0)
+    assert not state.is_fresh(T0 + 300.001, 0.0)
     # A min_ttl beyond half the lifetime is capped: 300 s left of 600 is fresh for any request.
-    assert is_fresh(state, claims, T0, 10_000.0)
-    assert not is_fresh(state, claims, T0 + 0.5, 10_000.0)
+    assert state.is_fresh(T0, 10_000.0)
+    assert not state.is_fresh(T0 + 0.5, 10_000.0)
 
 
 def test_default_min_ttl_applies_to_long_lived_tokens() -> None:
     state = recorded(T0 + DEFAULT_MIN_TTL, lifetime=3600.0)
-    claims = state.claims(conn_id="c")
-    assert is_fresh(state, claims, T0, None)
-    assert not is_fresh(state, claims, T0 + 1.0, None)
+    assert state.is_fresh(T0, None)
+    assert not state.is_fresh(T0 + 1.0, None)
 
 
 def test_short_tokens_are_used_for_half_their_life() -> None:
     issued = time.time()
     state = recorded(issued + 2.0, lifetime=2.0)
-    claims = state.claims(conn_id="c")
-    assert is_fresh(state, claims, issued + 0.99, None)
-    assert not is_fresh(state, claims, issued + 1.01, None)
+    assert state.is_fresh(issued + 0.99, None)
+    assert not state.is_fresh(issued + 1.01, None)

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.token_state import RUN_LATENCY, refresh_threshold
 from airflow_provider_aac.dags.refresh import DEFAULT_POOL, create_refresh_dag, schedule_interval_seconds
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
@@ -33,30 +32,7 @@ from tests.operators.aac_env import context_for
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
 
-# --------------------------------------------------------------------------- the threshold
-
-
-@pytest.mark.parametrize(
-    ("lifetime", "interval", "expected"),
-    [
-        (300.0, 60.0, 240.0),  # AAC's observed 5-minute tokens, every minute: interval-bound
-        (3600.0, 60.0, 2400.0),  # 1-hour tokens: two thirds
-        (300.0, 600.0, 780.0),  # runs rarer than the lifetime: every run refreshes
-    ],
-)
-def test_threshold_stays_ahead_of_every_task(lifetime: float, interval: float, expected: float) -> None:
-    threshold = refresh_threshold(lifetime, interval)
-    assert threshold == pytest.approx(expected)
-    # After a check that did not refresh, the token still has `threshold` seconds; one
-    # interval and a run's latency later it must still beat the most any task asks for
-    # (half the lifetime, the cap in effective_min_ttl), and two thirds at least.
-    assert threshold - interval - RUN_LATENCY >= lifetime / 2
-    assert threshold >= lifetime * 2 / 3
-
-
-def test_threshold_without_a_known_lifetime_follows_the_connections_min_ttl() -> None:
-    assert refresh_threshold(None, 60.0) == 300.0 + 60.0 + RUN_LATENCY
-    assert refresh_threshold(None, 60.0, task_min_ttl=100.0) == 100.0 + 60.0 + RUN_LATENCY
+# --------------------------------------------------------------------------- the schedule
 
 
 @pytest.mark.parametrize(
@@ -377,7 +353,7 @@ from airflow.models.connection import Connection
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
-from airflow_provider_aac.core.token_state import TokenState, seconds_left
+from airflow_provider_aac.core.token_state import TokenState
 
 conn_id, dag_id, path = os.environ["AAC_TEST_CONN"], os.environ["AAC_TEST_DAG"], os.environ["AAC_TEST_PATH"]
 refresh_below = float(os.environ["AAC_TEST_REFRESH_BELOW"])
@@ -398,7 +374,7 @@ def stored():
 
 def left():
     state = stored()
-    return seconds_left(state, state.claims(conn_id=conn_id), time.time())
+    return state.seconds_left(time.time())
 
 
 def wait_until_near_expiry(timeout=60.0):
