@@ -21,7 +21,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
-def _text(label: str, description: str, *, secret: bool = False) -> dict[str, Any]:
+def _text_field(label: str, description: str, *, secret: bool = False) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": ["string", "null"]}
     if secret:
         schema["format"] = "password"
@@ -29,16 +29,16 @@ def _text(label: str, description: str, *, secret: bool = False) -> dict[str, An
 
 
 CONN_FIELDS: dict[str, Any] = {
-    "access_token": _text("Access token", "The access token (a JWT) generated in AAC.", secret=True),
-    "refresh_token": _text(
+    "access_token": _text_field("Access token", "The access token (a JWT) generated in AAC.", secret=True),
+    "refresh_token": _text_field(
         "Refresh token", "The refresh token generated with it. It rotates on every refresh.", secret=True
     ),
-    "client_id": _text("Client ID", "Optional. Default: the access token's client_id claim."),
-    "token_url": _text("Token URL", "Optional. Default: the access token's iss claim + '/token'."),
-    "lock_conn_id": _text(
+    "client_id": _text_field("Client ID", "Optional. Default: the access token's client_id claim."),
+    "token_url": _text_field("Token URL", "Optional. Default: the access token's iss claim + '/token'."),
+    "lock_conn_id": _text_field(
         "Lock connection ID", "Optional. A postgres or redis connection that guards refreshes on workers."
     ),
-    "airflow_api_conn_id": _text(
+    "airflow_api_conn_id": _text_field(
         "Airflow API connection ID",
         "Optional. An http connection to this Airflow's api-server, used by workers to store rotated tokens.",
     ),
@@ -48,12 +48,12 @@ CONN_FIELDS: dict[str, Any] = {
         "never more than half its lifetime).",
         "schema": {"type": ["number", "null"]},
     },
-    "refresh_expires_at": _text(
+    "refresh_expires_at": _text_field(
         "Refresh token deadline",
         "Optional. The date the refresh token expires (you chose 1 to 365 days in AAC), e.g. 2027-05-31; "
         "the refresh DAG warns, then fails, before it.",
     ),
-    "refresh_dag_id": _text(
+    "refresh_dag_id": _text_field(
         "Refresh DAG ID", "Optional. Single-writer mode: the DAG that refreshes (default aac_token_refresh)."
     ),
     "publish_wait": {

@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 
 from airflow_provider_aac.core.errors import AACConfigError
+from airflow_provider_aac.core.text import text
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,11 @@ def read_claims(access_token: str, *, where: str = "the connection") -> AccessTo
             "base64url parts separated by dots, without quotes or a 'Bearer ' prefix."
         ) from None
     return AccessTokenClaims(
-        issuer=_text_claim(payload, "iss"),
-        client_id=_text_claim(payload, "client_id"),
+        issuer=text(payload.get("iss"), strip=False),
+        client_id=text(payload.get("client_id"), strip=False),
         expires_at=_number_claim(payload, "exp"),
         issued_at=_number_claim(payload, "iat"),
     )
-
-
-def _text_claim(payload: dict[str, Any], name: str) -> str | None:
-    value = payload.get(name)
-    return value if isinstance(value, str) and value else None
 
 
 def _number_claim(payload: dict[str, Any], name: str) -> float | None:

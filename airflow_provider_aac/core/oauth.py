@@ -24,6 +24,7 @@ from airflow_provider_aac.core.errors import (
 )
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
+from airflow_provider_aac.core.text import text
 
 RETRYABLE_TOKEN_STATUSES = frozenset({429, 503})
 DEFAULT_BACKOFF = Backoff()
@@ -135,11 +136,11 @@ def interpret_token_response(response: RawResponse, *, conn_id: str) -> TokenGra
                 "survived."
             )
         return TokenGrant(
-            access_token=_text(body.get("access_token")),
-            refresh_token=_text(body.get("refresh_token")),
+            access_token=text(body.get("access_token"), strip=False),
+            refresh_token=text(body.get("refresh_token"), strip=False),
             expires_in=_seconds(body.get("expires_in")),
         )
-    error = _text(body.get("error")) if body else None
+    error = text(body.get("error"), strip=False) if body else None
     if error == "invalid_grant":
         raise AACTokenChainBrokenError(
             f"AAC rejected the refresh token of connection {conn_id!r} (invalid_grant): it is expired, "
@@ -248,10 +249,6 @@ def _json_object(response: RawResponse) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _seconds(value: Any) -> float | None:

@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from airflow_provider_aac.core.errors import (
     AACError,
@@ -51,6 +50,7 @@ from airflow_provider_aac.core.oauth import (
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
+from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     DeadChain,
@@ -208,8 +208,8 @@ class Refresher:
             raise self.dead_chain_error(state)
         endpoint = resolve_token_endpoint(
             state.claims(),
-            token_url=_text(extra.get("token_url")),
-            client_id=_text(extra.get("client_id")),
+            token_url=text(extra.get("token_url")),
+            client_id=text(extra.get("client_id")),
             conn_id=self.conn_id,
         )
         interrupted = state.in_flight or InFlight.from_json(extra.get(LAST_INTERRUPTED))
@@ -339,7 +339,3 @@ class Refresher:
                     return
             elif marker.attempt_id != holder.attempt_id or self._holder(current) is None:
                 return
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow_provider_aac.core.errors import AACConfigError, AACStoreConflictError, new_pair_hint
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
+from airflow_provider_aac.core.text import text
 
 ACCESS_TOKEN = "access_token"
 REFRESH_TOKEN = "refresh_token"
@@ -188,7 +189,7 @@ class TokenState:
         access = extra.get(ACCESS_TOKEN)
         refresh = extra.get(REFRESH_TOKEN)
         missing = [
-            name for name, value in ((ACCESS_TOKEN, access), (REFRESH_TOKEN, refresh)) if not _is_text(value)
+            name for name, value in ((ACCESS_TOKEN, access), (REFRESH_TOKEN, refresh)) if text(value) is None
         ]
         if missing:
             raise AACConfigError(
@@ -203,10 +204,10 @@ class TokenState:
             access_expires_at=parse_utc_iso(extra.get(ACCESS_EXPIRES_AT)),
             access_lifetime=_as_float(extra.get(ACCESS_LIFETIME)),
             access_fingerprint=extra.get(ACCESS_FINGERPRINT)
-            if _is_text(extra.get(ACCESS_FINGERPRINT))
+            if text(extra.get(ACCESS_FINGERPRINT)) is not None
             else None,
             refreshed_at=parse_utc_iso(extra.get(REFRESHED_AT)),
-            refreshed_by=extra.get(REFRESHED_BY) if _is_text(extra.get(REFRESHED_BY)) else None,
+            refreshed_by=extra.get(REFRESHED_BY) if text(extra.get(REFRESHED_BY)) is not None else None,
             in_flight=InFlight.from_json(extra.get(IN_FLIGHT)),
             dead_chain=DeadChain.from_json(extra.get(DEAD_CHAIN)),
             conn_id=conn_id,
@@ -350,10 +351,6 @@ def effective_min_ttl(min_ttl: float | None, lifetime: float | None) -> float:
     """The requested margin, never more than half the access token's lifetime."""
     wanted = DEFAULT_MIN_TTL if min_ttl is None else max(0.0, float(min_ttl))
     return wanted if lifetime is None else min(wanted, lifetime / 2)
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 def as_int(value: Any) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aac.core.errors import AACConfigError, AACStoreUnavailableError
+from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 
 CONN_TYPE = "aac"
@@ -45,8 +46,7 @@ class AACConnectionConfig:
         return TokenState.from_extra(self.extra, conn_id=self.conn_id)
 
     def text(self, key: str) -> str | None:
-        value = self.extra.get(key)
-        return value.strip() if isinstance(value, str) and value.strip() else None
+        return text(self.extra.get(key))
 
     @property
     def lock_conn_id(self) -> str | None:
