@@ -135,7 +135,7 @@ class Refresher:
                 holder = self._holder(state)
                 if holder is None:
                     claim = self._prepare_and_claim(store, state, extra, guard)
-                    kept = self._spend_and_keep(lambda: within(store), state, *claim, guard)
+                    kept = self._spend_and_keep(within(store), state, *claim, guard)
                     if kept is not None:
                         return kept
                     stale_generation = None  # another pair won: only its own freshness counts now

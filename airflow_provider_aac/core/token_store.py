@@ -37,7 +37,11 @@ def no_guard() -> None:
     return None
 
 
-@contextmanager
-def within(store: TokenStore) -> Iterator[TokenStore]:
+def within(store: TokenStore) -> Section:
     """A section that is a store already held exclusively, for steps that otherwise open their own."""
-    yield store
+
+    @contextmanager
+    def held() -> Iterator[TokenStore]:
+        yield store
+
+    return held

@@ -36,9 +36,9 @@ from airflow_provider_aac.core.token_state import (
 from airflow_provider_aac.tokens.connection import (
     DEFAULT_CONN_ID,
     AACConnectionConfig,
-    RefreshMode,
     read_config,
 )
+from airflow_provider_aac.tokens.manager import TokenManager
 
 try:
     from airflow.sdk.exceptions import AirflowFailException
@@ -139,11 +139,7 @@ class AACTokenHealthOperator(BaseOperator):
         wanted = config.refresh_dag_id
         if self.refresh_dag_id is None or wanted == self.refresh_dag_id:
             return
-        mode = config.text("refresh_mode") or RefreshMode.AUTO.value
-        waits_for_dag = mode == RefreshMode.SINGLE_WRITER.value or (
-            mode == RefreshMode.AUTO.value and not config.lock_conn_id
-        )
-        if not waits_for_dag:
+        if not TokenManager(self.aac_conn_id).tasks_wait_for_refresh_dag(config):
             return
         self.log.warning(
             "AAC connection %r names %r as its refresh DAG, but this is %r. In single-writer mode tasks "

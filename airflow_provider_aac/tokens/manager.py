@@ -17,7 +17,7 @@ from airflow_provider_aac.core.errors import AACConfigError, AACError, AACRefres
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
-from airflow_provider_aac.core.token_store import Guard, no_guard, within
+from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
 from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 from airflow_provider_aac.tokens.connection import (
@@ -169,13 +169,7 @@ class TokenManager:
         workers are single-writer waiters and the refresh DAG writes through the REST
         API without a lock, so this process leaves the spending to that DAG as well.
         """
-        chosen = config.refresh_mode
-        if chosen is RefreshMode.AUTO:
-            if orm_available():
-                if as_writer or config.lock_conn_id or not config.airflow_api_conn_id:
-                    return RefreshMode.METADATA_DB
-                return RefreshMode.SINGLE_WRITER
-            return RefreshMode.LOCK if config.lock_conn_id else RefreshMode.SINGLE_WRITER
+        chosen = _chosen_mode(config, orm=orm_available(), as_writer=as_writer)
         if chosen is RefreshMode.METADATA_DB and not orm_available():
             raise AACConfigError(
                 f"Connection {self.conn_id!r} asks for refresh_mode 'metadata_db', but this process "
@@ -188,6 +182,10 @@ class TokenManager:
                 "the id of a postgres or redis connection to its extra."
             )
         return chosen
+
+    def tasks_wait_for_refresh_dag(self, config: AACConnectionConfig) -> bool:
+        """Whether tasks, on workers where Airflow 3 blocks the ORM, leave the spending to the refresh DAG."""
+        return _chosen_mode(config, orm=False, as_writer=False) is RefreshMode.SINGLE_WRITER
 
     def refresher(self, config: AACConnectionConfig) -> Refresher:
         lease = config.seconds("refresh_lease")
@@ -244,7 +242,7 @@ class TokenManager:
 
             def through_rest(guard: Guard) -> TokenState:
                 return refresher.under_lock(
-                    lambda: within(store), min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
+                    within(store), min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
                 )
 
             state = self._locked(config, refresher, through_rest)
@@ -255,11 +253,12 @@ class TokenManager:
         """Store a pair an earlier refresh held back; None when nothing is held for the stored token."""
         config, _ = self.read()
         refresher = self.refresher(config)
+        section: Section
         if orm_available():
             section = lambda: metadata_db_section(self.conn_id)  # noqa: E731
         else:
             store = RestTokenStore(self.conn_id, self._api_client(config))
-            section = lambda: within(store)  # noqa: E731
+            section = within(store)
         return self._locked(config, refresher, lambda guard: refresher.complete_held(section))
 
     def _locked(self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T]) -> T:
@@ -354,3 +353,15 @@ class TokenManager:
                 "asked for" if created else "a request is already pending:",
                 run_id,
             )
+
+
+def _chosen_mode(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshMode:
+    """The mode the connection names, or the one ``auto`` picks by what the process can do."""
+    chosen = config.refresh_mode
+    if chosen is not RefreshMode.AUTO:
+        return chosen
+    if orm:
+        if as_writer or config.lock_conn_id or not config.airflow_api_conn_id:
+            return RefreshMode.METADATA_DB
+        return RefreshMode.SINGLE_WRITER
+    return RefreshMode.LOCK if config.lock_conn_id else RefreshMode.SINGLE_WRITER
