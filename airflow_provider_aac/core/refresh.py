@@ -67,6 +67,8 @@ DEFAULT_LEASE = 60.0
 # The most two machines' clocks may disagree: a holder stops this long before its lease
 # ends, and a taker waits this long after it, so that up to twice this much skew is safe.
 MAX_LEASE_SKEW = 15.0
+# A short lease gives at most this share of itself to each skew margin: the rest is the request's.
+LEASE_SKEW_SHARE = 1 / 6
 # A marker whose lease has ended is taken over only after it was seen ended for a few of
 # its holder's store retries: the holder may be alive, storing after an outage longer than the lease.
 TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
@@ -95,7 +97,7 @@ class Refresher:
 
     @property
     def skew_margin(self) -> float:
-        return min(MAX_LEASE_SKEW, self.lease / 6)
+        return min(MAX_LEASE_SKEW, self.lease * LEASE_SKEW_SHARE)
 
     @property
     def keeper(self) -> Keeper:

@@ -45,6 +45,8 @@ MAINTAINED_KEYS = (
 
 DEFAULT_MIN_TTL = 300.0
 MAX_CLOCK_SKEW = 30.0
+# A short token's skew margin is at most this share of its life, so that it is still used at all.
+JWT_SKEW_SHARE = 1 / 10
 
 
 def utc_iso(epoch: float) -> str:
@@ -266,7 +268,7 @@ class TokenState:
         if claims.expires_at is None:
             return None
         lifetime = claims.lifetime
-        skew = MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime / 10)
+        skew = MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime * JWT_SKEW_SHARE)
         return claims.expires_at - skew
 
     def lifetime(self) -> float | None:

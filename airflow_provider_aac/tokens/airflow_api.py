@@ -51,6 +51,8 @@ from airflow_provider_aac.tokens.connection import (
 )
 
 API_TOKEN_MARGIN = 60.0
+# An api-server token without an exp claim is taken to live this long: short enough to log in again soon.
+API_TOKEN_ASSUMED_LIFETIME = 300.0
 WRITE_BACKOFF = Backoff(attempts=4, base=0.5, cap=4.0)
 
 
@@ -201,7 +203,9 @@ class AirflowApiClient:
         mask(token)
         claims = read_claims(token, where=f"the login answer of {self.base_url}")
         self._token = token
-        self._token_expires_at = (claims.expires_at or self._clock() + 300.0) - API_TOKEN_MARGIN
+        self._token_expires_at = (
+            claims.expires_at or self._clock() + API_TOKEN_ASSUMED_LIFETIME
+        ) - API_TOKEN_MARGIN
         return token
 
     def _raise_for(self, response: requests.Response, action: str) -> None:

@@ -39,6 +39,8 @@ PUBLISH_POLL_INTERVAL = 1.0
 # A token rejected this soon after it was issued is not the problem (a disabled user,
 # another workspace, a revoked family): replacing it again would only rotate the chain.
 REJECTION_COOLDOWN = 60.0
+# Short-lived tokens shorten the cool-down to this share of their life, or a 401 would outlast them.
+REJECTION_COOLDOWN_SHARE = 1 / 4
 FORCE_GENERATION_CONF = "aac_force_generation"
 
 
@@ -157,7 +159,11 @@ class TokenManager:
         if state.refreshed_at is None:
             return False
         lifetime = state.lifetime()
-        cooldown = REJECTION_COOLDOWN if lifetime is None else min(REJECTION_COOLDOWN, lifetime / 4)
+        cooldown = (
+            REJECTION_COOLDOWN
+            if lifetime is None
+            else min(REJECTION_COOLDOWN, lifetime * REJECTION_COOLDOWN_SHARE)
+        )
         return self._clock() - state.refreshed_at < cooldown
 
     def mode(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshMode:
