@@ -13,9 +13,9 @@ import pytest
 from airflow_provider_aac.testing.airflow_env import (
     AirflowHome,
     ApiServer,
-    require_postgres,
     start_api_server,
 )
+from tests.support.postgres import require_postgres
 
 pytest_plugins = ["tests.support.fault_fixtures"]
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from airflow_provider_aac.testing.airflow_env import AirflowEnvError, ManagedProcess, free_port, poll_until
+from airflow_provider_aac.testing.processes import AirflowEnvError, ManagedProcess, free_port, poll_until
 from tests.support import process_tree
 
 PG_ROOT = Path("/usr/lib/postgresql")
