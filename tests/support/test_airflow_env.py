@@ -32,7 +32,7 @@ from airflow_provider_aac.testing.airflow_env import (
     start_cluster,
 )
 from airflow_provider_aac.testing.metadata_databases import pg_maintenance_url
-from tests.support.postgres import require_postgres
+from tests.support.requirements import require_postgres
 
 EXTRA_KEYS = (
     "access_token",
