@@ -89,11 +89,6 @@ class RestClient:
             conn_id, "aac", host=simulator.base_url, extra=minted_aac_extra(simulator, **extra)
         )
 
-    def add_airflow_api_connection(self, conn_id: str, base_url: str | None = None) -> None:
-        """As :meth:`AirflowHome.add_airflow_api_connection`, through the REST API."""
-        host = base_url or self.base_url
-        self.add_connection(conn_id, "http", host=host, login=self.username, password=self.password)
-
     def close(self) -> None:
         self._http.close()
 
