@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, start_api_server  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from bench.long_outage import add_lock_connections  # noqa: E402
 from tests.support.fault_proxy import FaultProxy, Rule  # noqa: E402
 
 MODES = ("metadata_db", "lock_postgres", "lock_redis", "single_writer")
@@ -323,13 +324,7 @@ def main() -> int:
     tallies = []
     with AirflowHome(backend="postgres") as home:
         home.migrate()
-        home.add_connection(
-            "soak_lock_postgres", "generic", host="127.0.0.1", port=5432, login="postgres", schema="postgres",
-            extra={"lock_backend": "postgres"},
-        )  # fmt: skip
-        home.add_connection(
-            "soak_lock_redis", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-        )
+        add_lock_connections(home, prefix="soak")
         with start_api_server(home) as api, AACSimulator(access_ttl=300) as sim:
             for mode in args.modes.split(","):
                 soak = Soak(home, api, sim, mode, args.processes)

@@ -13,9 +13,9 @@ import pytest
 from airflow_provider_aac.testing.airflow_env import (
     AirflowHome,
     ApiServer,
-    require_postgres,
     start_api_server,
 )
+from tests.support.requirements import require_postgres
 
 pytest_plugins = ["tests.support.fault_fixtures"]
 
@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # =====================================================================================
-# Real Airflow environments (airflow_provider_aac/testing/airflow_env.py)
+# Real Airflow environments (airflow_provider_aac.testing.airflow_env)
 #
 # Session-scoped and lazy: nothing starts until a test asks for the fixture, and each
 # environment is built once per session. Tests sharing them must use unique conn_ids.

@@ -430,13 +430,7 @@ def chain(airflow_pg_home: AirflowHome, airflow_api_server: ApiServer) -> Iterat
         f"aac_refresh_chain_{suffix}",
     )
     deadline = datetime.now(timezone.utc) + timedelta(days=10)  # inside warn_days (14), outside fail_days (3)
-    home.add_connection(
-        api_conn_id,
-        "http",
-        host=airflow_api_server.base_url,
-        login=airflow_api_server.username,
-        password=airflow_api_server.password,
-    )
+    home.add_airflow_api_connection(api_conn_id, airflow_api_server.base_url)
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
         pair = sim.mint_pair()
         home.add_connection(

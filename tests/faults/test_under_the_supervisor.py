@@ -75,9 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster
     (dags / "aac_faults.py").write_text(DAG_FILE)
     with AirflowHome(backend="postgres", dags_folder=dags) as home:
         home.migrate()
-        home.add_connection(
-            "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
-        )
+        home.add_airflow_api_connection("airflow_api")
         home.add_connection(
             "aac_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
         )
@@ -106,13 +104,7 @@ def test_a_worker_and_an_orm_process_take_the_same_lock(cluster: AirflowCluster)
     home = cluster.home
     cluster.wait_for_dag("aac_fault_force_refresh")
     with AACSimulator() as sim, FaultProxy(home.base_url) as api_proxy:
-        home.add_connection(
-            "airflow_api_proxied",
-            "http",
-            host=api_proxy.base_url,
-            login=home.username,
-            password=home.password,
-        )
+        home.add_airflow_api_connection("airflow_api_proxied", api_proxy.base_url)
         home.add_aac_connection(
             "aac_mixed", sim, lock_conn_id="aac_lock", airflow_api_conn_id="airflow_api_proxied"
         )

@@ -8,7 +8,6 @@ a skip would hide that the fault suite never ran.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,16 +19,13 @@ from tests.support.private_services import (
     private_postgres_unavailable_reason,
     private_redis_unavailable_reason,
 )
+from tests.support.requirements import skip_or_fail_without
 
 FaultProxyFactory = Callable[..., FaultProxy]
 
 
 def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} [CI=true, so the fault suite's servers are required]")
-    pytest.skip(reason)
+    skip_or_fail_without(reason, in_ci="the fault suite's servers are required")
 
 
 @pytest.fixture

@@ -31,8 +31,14 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from airflow_provider_aac.testing.airflow_env import AirflowEnvError, ManagedProcess, free_port, poll_until
-from tests.support import process_tree
+from airflow_provider_aac.testing.processes import (
+    AirflowEnvError,
+    ManagedProcess,
+    descendants,
+    free_port,
+    poll_until,
+    still_running,
+)
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_OS_USER = "postgres"
@@ -169,13 +175,13 @@ class _Service:
         if proc.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGSTOP)  # no new children while we list them
-            family = process_tree.descendants(proc.pid)
-            for pid in [proc.pid, *(pid for pid, started in family if process_tree.alive(pid, started))]:
+            family = descendants(proc.pid)
+            for pid in [proc.pid, *(pid for pid, started in family if still_running(pid, started))]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             proc.popen.wait(timeout=10)
             poll_until(
-                lambda: not any(process_tree.alive(pid, started) for pid, started in family) or None,
+                lambda: not any(still_running(pid, started) for pid, started in family) or None,
                 timeout=10,
                 interval=0.02,
                 what=f"the children of {self.name} (pid {proc.pid}) to exit",

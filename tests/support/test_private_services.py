@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from airflow_provider_aac.testing.airflow_env import AirflowEnvError
+from airflow_provider_aac.testing.processes import descendants, still_running
 from tests.support.private_services import PrivatePostgres, PrivateRedis
-from tests.support.process_tree import alive, descendants
 
 
 def _scalar(url: str, sql: str) -> object:
@@ -65,7 +65,7 @@ def test_postgres_kill_is_a_crash_that_keeps_acknowledged_commits(private_postgr
     pg.kill()
 
     assert not pg.is_up()
-    assert not any(alive(pid, started) for pid, started in children)
+    assert not any(still_running(pid, started) for pid, started in children)
     with pytest.raises(psycopg2.OperationalError), conn.cursor() as cur:
         cur.execute("SELECT 1")
     pg.start()
@@ -81,7 +81,7 @@ def test_postgres_close_removes_everything() -> None:
     assert pg.pid is not None
     family = descendants(pg.pid)
     pg.close()
-    assert not pg.alive() and not any(alive(pid, started) for pid, started in family)
+    assert not pg.alive() and not any(still_running(pid, started) for pid, started in family)
     assert not pg.root.exists()
 
 

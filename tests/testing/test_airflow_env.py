@@ -28,11 +28,11 @@ from airflow_provider_aac.testing.airflow_env import (
     AirflowHome,
     ApiServer,
     free_port,
-    pg_maintenance_url,
-    require_postgres,
     start_api_server,
     start_cluster,
 )
+from airflow_provider_aac.testing.metadata_databases import pg_maintenance_url
+from tests.support.requirements import require_postgres
 
 EXTRA_KEYS = (
     "access_token",
