@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from airflow_provider_aac.testing.simulator import (
+from airflow_provider_aac.testing.simulator.simulator import (
     CURRENT_PERSON,
     _ApiError,
     _check_times,
@@ -42,7 +42,7 @@ from airflow_provider_aac.testing.simulator import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_aac.testing.simulator import AACSimulator
+    from airflow_provider_aac.testing.simulator.simulator import AACSimulator
 
 DEFAULT_WINDOW = 60.0
 WAREHOUSE = "//warehouse.sim.example:5432/analytics"

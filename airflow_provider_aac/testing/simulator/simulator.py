@@ -490,7 +490,7 @@ class AACSimulator:
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        from airflow_provider_aac.testing.sim_runs_lineage import RunsAndLineage
+        from airflow_provider_aac.testing.simulator.runs_and_lineage import RunsAndLineage
 
         self.runs = RunsAndLineage(self, clock=clock)  # rate limits, the run start log, lineage endpoints
         self._api_routes = self._build_api_routes()
@@ -1343,7 +1343,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write_file_atomically(args.ready_file, simulator.base_url, 0o644)
         stop.wait()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
