@@ -3,6 +3,7 @@
 Run it standalone with ``python -m airflow_provider_aac.testing.simulator --help``.
 """
 
+from airflow_provider_aac.testing.simulator.cli import main
 from airflow_provider_aac.testing.simulator.runs_and_lineage import (
     AAC_RATE_LIMITS,
     FILE_INPUT_REFUSAL,
@@ -12,7 +13,7 @@ from airflow_provider_aac.testing.simulator.runs_and_lineage import (
     jdbc_table,
     result_file,
 )
-from airflow_provider_aac.testing.simulator.simulator import STAT_KEYS, AACSimulator, main
+from airflow_provider_aac.testing.simulator.simulator import STAT_KEYS, AACSimulator
 
 __all__ = [
     "AAC_RATE_LIMITS",

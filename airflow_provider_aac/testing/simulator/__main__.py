@@ -2,6 +2,6 @@
 
 import sys
 
-from airflow_provider_aac.testing.simulator.simulator import main
+from airflow_provider_aac.testing.simulator.cli import main
 
 sys.exit(main())
