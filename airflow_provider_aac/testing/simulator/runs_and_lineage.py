@@ -1,9 +1,9 @@
 """The simulator's run bookkeeping, AAC's per-minute rate limits and the datasets runs touch.
 
-Kept apart from ``simulator.py`` so that file stays about tokens and run lifecycles. The
-simulator owns one :class:`RunsAndLineage` as ``simulator.runs`` and calls it at a few
-points: before routing a ``/v4`` request (rate limits, injected delays), when a run
-starts (the start log tests count runs by), and to serve the lineage endpoints.
+The simulator owns one :class:`RunsAndLineage` as ``simulator.runs``; its ``/v4`` API
+(``api.py``) calls it at a few points: before routing a request (rate limits, injected
+delays), when a run starts (the start log tests count runs by), and to serve the lineage
+endpoints, which read the simulator's run book.
 
 Shapes follow AAC's API reference where it names them: a job group's inputs are the
 JDBC tables it read (AAC answers 400 ``DataServiceInvalidRequest`` "Only Jdbc sources
