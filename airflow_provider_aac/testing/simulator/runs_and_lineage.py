@@ -1,9 +1,9 @@
 """The simulator's run bookkeeping, AAC's per-minute rate limits and the datasets runs touch.
 
-Kept apart from ``simulator.py`` so that file stays about tokens and run lifecycles. The
-simulator owns one :class:`RunsAndLineage` as ``simulator.runs`` and calls it at a few
-points: before routing a ``/v4`` request (rate limits, injected delays), when a run
-starts (the start log tests count runs by), and to serve the lineage endpoints.
+The simulator owns one :class:`RunsAndLineage` as ``simulator.runs``; its ``/v4`` API
+(``api.py``) calls it at a few points: before routing a request (rate limits, injected
+delays), when a run starts (the start log tests count runs by), and to serve the lineage
+endpoints, which read the simulator's run book.
 
 Shapes follow AAC's API reference where it names them: a job group's inputs are the
 JDBC tables it read (AAC answers 400 ``DataServiceInvalidRequest`` "Only Jdbc sources
@@ -24,25 +24,23 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from airflow_provider_aac.testing.simulator import (
-    CURRENT_PERSON,
-    _ApiError,
-    _check_times,
-    _find,
-    _FlowRun,
-    _json_response,
-    _number,
-    _page,
-    _path_id,
-    _PlanRun,
-    _Request,
-    _Response,
-    _Route,
-    _Shot,
+from airflow_provider_aac.testing.simulator.faults import Shot, Shots
+from airflow_provider_aac.testing.simulator.tokens import CURRENT_PERSON
+from airflow_provider_aac.testing.simulator.wire import (
+    ApiError,
+    Request,
+    Response,
+    Route,
+    compile_routes,
+    find,
+    json_response,
+    number,
+    page,
+    path_id,
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_aac.testing.simulator import AACSimulator
+    from airflow_provider_aac.testing.simulator.simulator import AACSimulator
 
 DEFAULT_WINDOW = 60.0
 WAREHOUSE = "//warehouse.sim.example:5432/analytics"
@@ -130,7 +128,7 @@ def _ms_up(seconds: float) -> float:
     return math.ceil(seconds * 1000) / 1000
 
 
-def _user_of(request: _Request) -> str:
+def _user_of(request: Request) -> str:
     """The token's subject; ``_api`` has verified the token before anything here runs."""
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
     try:
@@ -156,8 +154,7 @@ class RunsAndLineage:
         self._windows: dict[tuple[str, str, str], _Window] = {}
         self._starts: list[RunStart] = []
         self._datasets: dict[int, _Datasets] = {}
-        self._delays: list[_Shot] = []
-        self._plan_flow_runs: dict[int, int] = {}  # plan run id -> the flow run it ran
+        self._delays = Shots(self._lock)
 
     # ----------------------------------------------------------------- public
 
@@ -220,14 +217,11 @@ class RunsAndLineage:
         A task stuck in such a request is a task caught mid-wait, which is where a crash
         test kills it.
         """
-        _check_times(times)
-        with self._lock:
-            self._delays.append(_Shot(times, delay=delay, path_prefix=path_prefix, method=method))
+        self._delays.add(Shot(times, delay=delay, path_prefix=path_prefix, method=method))
 
     def pending_delays(self) -> int:
         """How many requests the delays of :meth:`slow` will still hold."""
-        with self._lock:
-            return sum(shot.remaining for shot in self._delays)
+        return self._delays.pending()
 
     def starts(self, kind: str | None = None, target: int | None = None) -> list[RunStart]:
         """Every run started so far (optionally of one kind and target), oldest first."""
@@ -240,9 +234,9 @@ class RunsAndLineage:
 
     # ----------------------------------------------------------------- hooks from the simulator
 
-    def before_route(self, request: _Request) -> dict[str, str]:
+    def before_route(self, request: Request) -> dict[str, str]:
         """Apply injected delays and the rate limit; the headers go on the answer."""
-        shot = self._take_delay(request)
+        shot = self._delays.take(request)
         if shot is not None:
             time.sleep(shot.delay)
         endpoint = next(
@@ -257,42 +251,19 @@ class RunsAndLineage:
             return {}
         return self._admit(endpoint, _user_of(request))
 
-    def record_start(self, kind: str, target: int, run_id: int, request: _Request) -> None:
+    def record_start(self, kind: str, target: int, run_id: int, request: Request) -> None:
         execution_id = request.headers.get("x-execution-id", "").strip() or None
         with self._lock:
             self._starts.append(RunStart(kind, target, run_id, execution_id, self._clock()))
 
-    def plan_run_started(self, run: _PlanRun) -> None:
-        """A plan runs its tasks as flow runs; the simulator's plan has one, sharing the plan run's clock.
-
-        Simulator lock held.
-        """
-        sim = self._sim
-        flow_run = _FlowRun(next(sim._flow_run_ids), run.plan_id * 1000, [])
-        flow_run.job_groups.append(sim._new_job_group(run.plan_id * 1000 + 2, run.progress, flow_run.id))
-        sim._flow_runs[flow_run.id] = flow_run
-        self._plan_flow_runs[run.id] = flow_run.id
-
-    def plan_run_embeds(self, run: _PlanRun, request: _Request) -> dict[str, Any]:
-        """Simulator lock held."""
-        embed = {part.strip() for value in request.query.get("embed", []) for part in value.split(",")}
-        if "flowRuns" not in embed:
-            return {}
-        flow_run = self._sim._flow_runs.get(self._plan_flow_runs.get(run.id, -1))
-        runs = (
-            []
-            if flow_run is None
-            else [{"id": flow_run.id, "status": flow_run.status(), "flow": {"id": flow_run.flow_id}}]
+    def routes(self) -> list[Route]:
+        return compile_routes(
+            [
+                ("GET", r"/v4/jobGroups/(?P<id>\d+)/inputs", self._job_group_inputs),
+                ("GET", r"/v4/jobGroups/(?P<id>\d+)/outputs", self._job_group_outputs),
+                ("GET", r"/v4/flowRuns/(?P<id>\d+)/jobGroups", self._flow_run_job_groups),
+            ]
         )
-        return {"flowRuns": {"data": runs}}
-
-    def routes(self) -> list[_Route]:
-        table: list[tuple[str, str, Callable[[_Request, re.Match[str]], _Response]]] = [
-            ("GET", r"/v4/jobGroups/(?P<id>\d+)/inputs", self._job_group_inputs),
-            ("GET", r"/v4/jobGroups/(?P<id>\d+)/outputs", self._job_group_outputs),
-            ("GET", r"/v4/flowRuns/(?P<id>\d+)/jobGroups", self._flow_run_job_groups),
-        ]
-        return [(method, re.compile(pattern), handler) for method, pattern, handler in table]
 
     # ----------------------------------------------------------------- rate limits
 
@@ -315,17 +286,15 @@ class RunsAndLineage:
             for scope, window, allowed in windows:
                 headers[f"x-rate-limit-{scope}-limit"] = str(allowed)
                 headers[f"x-rate-limit-{scope}-remaining"] = str(max(0, allowed - window.used))
-                headers[f"x-rate-limit-{scope}-reset"] = str(_number(_ms_up(window.started + self._window)))
+                headers[f"x-rate-limit-{scope}-reset"] = str(number(_ms_up(window.started + self._window)))
         if not refused:
             return headers
         wait = max(window.started + self._window for _, window in refused) - now
         if self._retry_after:
-            headers["x-retry-after"] = str(
-                _number(_ms_up(max(wait, 0.001))) if wait < 10 else math.ceil(wait)
-            )
-        self._sim._count("rate_limited")
+            headers["x-retry-after"] = str(number(_ms_up(max(wait, 0.001))) if wait < 10 else math.ceil(wait))
+        self._sim._counters.count("rate_limited")
         scope = refused[0][0]
-        raise _ApiError(
+        raise ApiError(
             429,
             f"Too many {endpoint} requests for this {scope}; try again in {wait:.3g} s",
             details={"endpoint": endpoint, "scope": scope},
@@ -339,24 +308,15 @@ class RunsAndLineage:
             window = self._windows[(endpoint, scope, key)] = _Window(now)
         return window
 
-    def _take_delay(self, request: _Request) -> _Shot | None:
-        with self._lock:
-            shot = next((candidate for candidate in self._delays if candidate.matches(request)), None)
-            if shot is not None:
-                shot.remaining -= 1
-                if shot.remaining == 0:
-                    self._delays.remove(shot)
-            return shot
-
     # ----------------------------------------------------------------- lineage endpoints
 
     def _datasets_of(self, dataset_id: int) -> _Datasets:
         with self._lock:
             return self._datasets.get(dataset_id) or _default_datasets(dataset_id)
 
-    def _job_group_inputs(self, request: _Request, match: re.Match[str]) -> _Response:
-        with self._sim._lock:
-            group = _find(self._sim._job_groups, _path_id(match), "Job group")
+    def _job_group_inputs(self, request: Request, match: re.Match[str]) -> Response:
+        with self._sim._book.lock:
+            group = find(self._sim._book.job_groups, path_id(match), "Job group")
         inputs = self._datasets_of(group.dataset_id).inputs
         if any("uri" in item for item in inputs):
             body = {
@@ -366,23 +326,23 @@ class RunsAndLineage:
                     "details": None,
                 }
             }
-            return _json_response(400, body)
-        return _json_response(200, {"data": inputs})
+            return json_response(400, body)
+        return json_response(200, {"data": inputs})
 
-    def _job_group_outputs(self, request: _Request, match: re.Match[str]) -> _Response:
-        with self._sim._lock:
-            group = _find(self._sim._job_groups, _path_id(match), "Job group")
+    def _job_group_outputs(self, request: Request, match: re.Match[str]) -> Response:
+        with self._sim._book.lock:
+            group = find(self._sim._book.job_groups, path_id(match), "Job group")
             objects = group.output_views()
         datasets = self._datasets_of(group.dataset_id)
-        return _json_response(
-            200, {**_page(objects, request.query), "files": datasets.files, "tables": datasets.tables}
+        return json_response(
+            200, {**page(objects, request.query), "files": datasets.files, "tables": datasets.tables}
         )
 
-    def _flow_run_job_groups(self, request: _Request, match: re.Match[str]) -> _Response:
-        with self._sim._lock:
-            run = _find(self._sim._flow_runs, _path_id(match), "Flow run")
+    def _flow_run_job_groups(self, request: Request, match: re.Match[str]) -> Response:
+        with self._sim._book.lock:
+            run = find(self._sim._book.flow_runs, path_id(match), "Flow run")
             groups = [group.view() for group in run.job_groups]
-        return _json_response(200, _page(groups, request.query))
+        return json_response(200, page(groups, request.query))
 
 
 __all__ = [

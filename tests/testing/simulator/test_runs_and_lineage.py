@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aac.testing.sim_runs_lineage import (
+from airflow_provider_aac.testing.simulator import (
     AAC_RATE_LIMITS,
     FILE_INPUT_REFUSAL,
+    AACSimulator,
     jdbc_table,
     result_file,
 )
-from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.testing.test_simulator import api, exception_name, final_status, wait_for
+from tests.testing.simulator.test_simulator import api, exception_name, final_status, wait_for
 
 
 def _run(
