@@ -18,9 +18,10 @@ from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiCall, ApiResponse, Decision
-from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACError, reworded
+from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, reworded
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
+from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
 from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, requests_was_sent

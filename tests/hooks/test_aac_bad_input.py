@@ -22,12 +22,7 @@ import jwt
 import pytest
 
 import airflow_provider_aac.hooks.aac as hook_module
-from airflow_provider_aac.core.errors import (
-    AACApiError,
-    AACConfigError,
-    AACNotFoundError,
-    AACTransientError,
-)
+from airflow_provider_aac.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
 
@@ -433,7 +428,7 @@ from sqlalchemy import select
 from airflow.models.connection import Connection
 from airflow.utils.session import create_session
 from airflow_provider_aac.hooks.aac import AACHook
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.errors import AACError
 
 spec = json.loads(os.environ["AAC_BAD_INPUT_CASES"])
 sim = spec["base_url"]
