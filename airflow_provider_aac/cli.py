@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.errors import AACError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

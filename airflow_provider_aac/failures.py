@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACError, AACTokenChainBrokenError
+from airflow_provider_aac.errors import (
+    AACApiError,
+    AACConfigError,
+    AACError,
+    AACRunFailedError,
+    AACTokenChainBrokenError,
+)
 
 try:
     from airflow.sdk.exceptions import AirflowFailException
@@ -65,8 +71,6 @@ def final(error: E) -> E:
 @contextmanager
 def failing_fast(*, run_failure_is_final: bool = False) -> Iterator[None]:
     """Re-raise errors no retry can fix as final ones; a failed AAC run too when asked."""
-    from airflow_provider_aac.runs import AACRunFailedError
-
     try:
         yield
     except AACRunFailedError as err:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aac.core.api import ApiResponse
-from airflow_provider_aac.core.errors import AACApiError, AACError
+from airflow_provider_aac.errors import AACApiError, AACError
 from airflow_provider_aac.runs import RunKind, _Call, _drive
 
 if TYPE_CHECKING:

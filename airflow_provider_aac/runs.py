@@ -18,21 +18,18 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from airflow_provider_aac.core.api import ApiResponse
-from airflow_provider_aac.core.errors import (
+from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
+from airflow_provider_aac.errors import (
     AACApiError,
     AACConfigError,
     AACError,
     AACNotFoundError,
+    AACRunError,
+    AACRunFailedError,
     AACTransientError,
 )
-from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
-
-try:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +82,6 @@ ENDPOINTS: Mapping[RunKind, _Endpoints] = {
         default_url="{base_url}/jobs/{run_id}",
     ),
 }
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class AACRunError(AACError, AirflowException):
-    """Waiting for an AAC run ended without the run completing."""
-
-
-class AACRunFailedError(AACRunError):
-    """The run ended Failed or Canceled in AAC."""
-
-    def __init__(self, message: str, *, state: RunState | None = None, url: str | None = None) -> None:
-        super().__init__(message)
-        self.state = state
-        self.url = url
-
-
-class AACRunTimeoutError(AACRunError):
-    """The run was still going at the task's deadline."""
-
-
-class AACRunOutcomeUnknownError(AACError, AirflowFailException):
-    """AAC says this exact run request was already made, and its answer was lost.
-
-    A task retry would send a new request and start a second run, so this failure is
-    final: the user looks in AAC instead.
-    """
 
 
 # --------------------------------------------------------------------------- values

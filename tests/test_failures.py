@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_aac.core.errors import (
+from airflow_provider_aac.errors import (
     AACApiError,
     AACClientRejectedError,
     AACConfigError,
@@ -22,18 +22,16 @@ from airflow_provider_aac.core.errors import (
     AACLockTimeoutError,
     AACNotFoundError,
     AACRefreshNotPublishedError,
+    AACResponseCheckError,
+    AACRunError,
+    AACRunFailedError,
+    AACRunTimeoutError,
     AACStoreError,
     AACTokenChainBrokenError,
     AACTransientError,
 )
 from airflow_provider_aac.failures import failing_fast, final, is_retryable
-from airflow_provider_aac.operators.aac import (
-    AACApiOperator,
-    AACResponseCheckError,
-    AACRunFlowOperator,
-    AACRunPlanOperator,
-)
-from airflow_provider_aac.runs import AACRunError, AACRunFailedError, AACRunTimeoutError
+from airflow_provider_aac.operators.aac import AACApiOperator, AACRunFlowOperator, AACRunPlanOperator
 from airflow_provider_aac.sensors.aac import AACPlanRunSensor
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger

@@ -7,11 +7,16 @@ import json
 
 import pytest
 
-from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
 from airflow_provider_aac.core.status import AACRunStatus
+from airflow_provider_aac.errors import (
+    AACApiError,
+    AACConfigError,
+    AACNotFoundError,
+    AACRunError,
+    AACTransientError,
+)
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.runs import (
-    AACRunError,
     PollErrors,
     RunKind,
     RunState,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG
 
-from airflow_provider_aac.core.errors import AACConfigError
 from airflow_provider_aac.core.token_health import check_thresholds
+from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
 from airflow_provider_aac.tokens.connection import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -18,9 +19,10 @@ from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiCall, ApiResponse, Decision
-from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACError, reworded
+from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, reworded
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
+from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
 from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, requests_was_sent
@@ -37,6 +39,9 @@ class AACHook(BaseHook):
         (default: the connection's ``min_ttl``, else 300; never more than half its lifetime).
     :param timeout: seconds for each HTTP request to AAC.
     :param backoff: how often and how long to retry what is safe to retry.
+    :param sleep: how ``request`` waits between attempts; tests pass one that records the
+        waits instead of taking them, so retry timing is checked without slowing the suite.
+    :param asleep: the same for ``arequest``, which must not block the triggerer's loop.
     """
 
     conn_name_attr = "aac_conn_id"
@@ -51,6 +56,8 @@ class AACHook(BaseHook):
         min_ttl: float | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         backoff: Backoff = DEFAULT_API_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,6 +65,8 @@ class AACHook(BaseHook):
         self.min_ttl = min_ttl
         self.timeout = timeout
         self.backoff = backoff
+        self._sleep = sleep
+        self._asleep = asleep
         self._http = requests.Session()
         self.tokens = TokenManager(aac_conn_id)
 
@@ -151,7 +160,7 @@ class AACHook(BaseHook):
                 else:
                     decision = call.after_response(response.status_code, response.headers, response.content)
                 if decision.delay and decision.response is None and decision.error is None:
-                    await asyncio.sleep(decision.delay)
+                    await self._asleep(decision.delay)
                     continue
                 outcome = await sync_to_async(self._follow)(decision, state, config.base_url, wait=False)
                 if isinstance(outcome, ApiResponse):
@@ -169,7 +178,7 @@ class AACHook(BaseHook):
         if decision.refresh_token_first:
             return self._replace_rejected(decision, state, base_url)
         if wait:
-            time.sleep(decision.delay)
+            self._sleep(decision.delay)
         return state
 
     def _replace_rejected(self, decision: Decision, state: TokenState, base_url: str) -> TokenState:

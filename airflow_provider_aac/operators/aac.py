@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import validate_api_path
-from airflow_provider_aac.core.errors import AACConfigError, AACError
 from airflow_provider_aac.core.refresh_schedule import longest_safe_interval, refresh_threshold
+from airflow_provider_aac.errors import AACConfigError, AACResponseCheckError
 from airflow_provider_aac.failures import failing_fast
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.run_base import (
@@ -28,11 +28,6 @@ from airflow_provider_aac.runs import RunKind, is_templated
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
 from airflow_provider_aac.tokens.manager import FORCE_GENERATION_CONF
 
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowException
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -44,7 +39,6 @@ __all__ = [
     "TRIGGER_TIMEOUT_MARGIN",
     "AACApiOperator",
     "AACRefreshTokenOperator",
-    "AACResponseCheckError",
     "AACRunFlowOperator",
     "AACRunJobGroupOperator",
     "AACRunOperatorBase",
@@ -172,10 +166,6 @@ class AACRunJobGroupOperator(AACRunOperatorBase):
     def _run_id_from(self, data: Any) -> int | None:
         value = data.get("id") if isinstance(data, dict) else None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class AACResponseCheckError(AACError, AirflowException):
-    """``response_check`` rejected AAC's answer."""
 
 
 class AACApiOperator(BaseOperator):

@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse
-from airflow_provider_aac.core.errors import AACError, AACNotFoundError
 from airflow_provider_aac.core.rate_limits import RUN_GATE
+from airflow_provider_aac.errors import (
+    AACError,
+    AACNotFoundError,
+    AACRunError,
+    AACRunOutcomeUnknownError,
+    AACRunTimeoutError,
+)
 from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
@@ -23,9 +29,6 @@ from airflow_provider_aac.resume import RunRecord, RunResume
 from airflow_provider_aac.runs import (
     ENDPOINTS,
     MAX_CONSECUTIVE_POLL_ERRORS,
-    AACRunError,
-    AACRunOutcomeUnknownError,
-    AACRunTimeoutError,
     PollErrors,
     RunKind,
     RunState,

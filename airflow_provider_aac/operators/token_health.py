@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_aac.core.errors import AACError
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
     HealthLevel,
@@ -33,6 +32,7 @@ from airflow_provider_aac.core.token_state import (
     parse_utc_iso,
     utc_iso,
 )
+from airflow_provider_aac.errors import AACTokenDeadlineError
 from airflow_provider_aac.tokens.connection import (
     DEFAULT_CONN_ID,
     AACConnectionConfig,
@@ -40,17 +40,8 @@ from airflow_provider_aac.tokens.connection import (
 )
 from airflow_provider_aac.tokens.manager import TokenManager
 
-try:
-    from airflow.sdk.exceptions import AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef,attr-defined,unused-ignore]
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-class AACTokenDeadlineError(AACError, AirflowFailException):
-    """The refresh token is about to expire (or has): fail at once, retrying cannot help."""
 
 
 class AACTokenHealthOperator(BaseOperator):

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.errors import AACError, AACRunError
 from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
 from airflow_provider_aac.runs import (
     ENDPOINTS,
     MAX_CONSECUTIVE_POLL_ERRORS,
-    AACRunError,
     PollErrors,
     RunKind,
     RunState,

@@ -21,13 +21,6 @@ from typing import Any
 
 import requests
 
-from airflow_provider_aac.core.errors import (
-    AACConfigError,
-    AACError,
-    AACStoreConflictError,
-    AACStoreError,
-    AACStoreUnavailableError,
-)
 from airflow_provider_aac.core.jwt_claims import read_claims
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
@@ -42,6 +35,13 @@ from airflow_provider_aac.core.token_state import (
     parse_extra,
 )
 from airflow_provider_aac.core.token_store import Change
+from airflow_provider_aac.errors import (
+    AACConfigError,
+    AACError,
+    AACStoreConflictError,
+    AACStoreError,
+    AACStoreUnavailableError,
+)
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import (
     base_url_of,

@@ -13,9 +13,9 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.core.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
+from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 
 CONN_TYPE = "aac"
 DEFAULT_CONN_ID = "aac_default"

@@ -19,11 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
-from airflow_provider_aac.core.errors import (
-    AACConfigError,
-    AACLockTimeoutError,
-    AACLockUnavailableError,
-)
+from airflow_provider_aac.errors import AACConfigError, AACLockTimeoutError, AACLockUnavailableError
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import get_named_connection
 

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from airflow_provider_aac.core.errors import AACConfigError, AACError, AACRefreshNotPublishedError
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
 from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
+from airflow_provider_aac.errors import AACConfigError, AACError, AACRefreshNotPublishedError
 from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 from airflow_provider_aac.tokens.connection import (

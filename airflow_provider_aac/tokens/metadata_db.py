@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_provider_aac.core.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.core.token_state import TokenState, Version, check_version
 from airflow_provider_aac.core.token_store import Change, TokenStore
+from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
 
 BUSY_RETRY_SECONDS = 30.0

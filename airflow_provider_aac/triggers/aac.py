@@ -10,7 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.failures import is_retryable
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.runs import (

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.core.errors import AACConfigError
 from airflow_provider_aac.dags.refresh import DEFAULT_POOL, create_refresh_dag, schedule_interval_seconds
+from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer

@@ -106,7 +106,7 @@ def test_wrong_airflow_api_credentials_refuse_before_spending(
         before = airflow_pg_home.get_connection_extra("aac_wrong_api")
         code = textwrap.dedent(
             """
-            from airflow_provider_aac.core.errors import AACConfigError
+            from airflow_provider_aac.errors import AACConfigError
             from airflow_provider_aac.hooks.aac import AACHook
             try:
                 AACHook("aac_wrong_api").get_access_token(min_ttl=10)
@@ -130,7 +130,7 @@ def test_single_writer_task_without_a_refresh_dag_says_what_to_start(airflow_pg_
         airflow_pg_home.add_aac_connection("aac_lonely", sim, refresh_mode="single_writer", publish_wait=1)
         code = textwrap.dedent(
             """
-            from airflow_provider_aac.core.errors import AACRefreshNotPublishedError
+            from airflow_provider_aac.errors import AACRefreshNotPublishedError
             from airflow_provider_aac.hooks.aac import AACHook
             try:
                 AACHook("aac_lonely").get_access_token()

@@ -15,19 +15,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import jwt
 import pytest
 
-import airflow_provider_aac.hooks.aac as hook_module
-from airflow_provider_aac.core.errors import (
-    AACApiError,
-    AACConfigError,
-    AACNotFoundError,
-    AACTransientError,
-)
+from airflow_provider_aac.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
 
@@ -65,12 +58,14 @@ class Sleeps:
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    """The hook's retry waits, recorded instead of taken (sync and async)."""
-    recorder = Sleeps()
-    monkeypatch.setattr(hook_module, "time", SimpleNamespace(sleep=recorder))
-    monkeypatch.setattr(hook_module, "asyncio", SimpleNamespace(sleep=recorder.asleep))
-    return recorder
+def sleeps() -> Sleeps:
+    """The hook's retry waits, recorded instead of taken, so a test of five attempts takes no time."""
+    return Sleeps()
+
+
+def recording_hook(sleeps: Sleeps, conn_id: str = CONN) -> AACHook:
+    """A hook whose waits (sync and async) go to ``sleeps``."""
+    return AACHook(conn_id, sleep=sleeps, asleep=sleeps.asleep)
 
 
 @pytest.fixture
@@ -265,7 +260,7 @@ def test_4xx_carries_aacs_words_and_the_hint_without_retrying(
 ) -> None:
     aac_simulator.fail_api(status)
     with pytest.raises(AACApiError) as info:
-        AACHook(CONN).request("GET", "/v4/people/current")
+        recording_hook(sleeps).request("GET", "/v4/people/current")
     error = info.value
     assert isinstance(error, AACNotFoundError) is (status == 404)
     assert (error.status_code, error.aac_name) == (status, name)
@@ -291,7 +286,7 @@ def test_401_on_a_connection_that_cannot_be_refreshed_spends_nothing(
 ) -> None:
     aac_simulator.fail_api(401)
     with pytest.raises(AACConfigError, match="defined by the environment variable"):
-        AACHook(CONN).request("GET", "/v4/people/current")
+        recording_hook(sleeps).request("GET", "/v4/people/current")
     assert aac_simulator.stats()["token_requests"] == 0 and api_calls(aac_simulator) == 1
 
 
@@ -300,7 +295,7 @@ def test_401_on_a_connection_that_cannot_be_refreshed_says_aac_rejected_the_toke
 ) -> None:
     aac_simulator.fail_api(401)
     with pytest.raises(Exception) as info:
-        AACHook(CONN).request("GET", "/v4/people/current")
+        recording_hook(sleeps).request("GET", "/v4/people/current")
     assert "401" in str(info.value)
 
 
@@ -308,7 +303,7 @@ def test_429_on_get_is_retried_honouring_x_retry_after(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
 ) -> None:
     aac_simulator.fail_api(429, times=2, retry_after=3)
-    response = AACHook(CONN).request("GET", "/v4/people/current")
+    response = recording_hook(sleeps).request("GET", "/v4/people/current")
     assert response.status_code == 200
     assert api_calls(aac_simulator) == 3
     assert len(sleeps.delays) == 2 and all(d >= 3 for d in sleeps.delays)
@@ -318,7 +313,7 @@ def test_429_on_a_run_post_is_retried_and_starts_one_run(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
 ) -> None:
     aac_simulator.fail_api(429, method="POST", retry_after=1)
-    response = AACHook(CONN).request("POST", "/v4/plans/1/run", json={})
+    response = recording_hook(sleeps).request("POST", "/v4/plans/1/run", json={})
     assert response.status_code == 201 and response.data["planSnapshotRunId"]
     assert api_calls(aac_simulator) == 2 and aac_simulator.stats()["runs_started"] == 1
     assert len(sleeps.delays) == 1 and sleeps.delays[0] >= 1
@@ -329,7 +324,7 @@ def test_429_that_does_not_stop_ends_with_the_rate_limit_hint(
 ) -> None:
     aac_simulator.fail_api(429, times=50)
     with pytest.raises(AACApiError) as info:
-        AACHook(CONN).request("GET", "/v4/plans")
+        recording_hook(sleeps).request("GET", "/v4/plans")
     message = str(info.value)
     assert "AAC answered 429 to GET /v4/plans: RateLimitException" in message
     assert "about 30 runs per user and 60 per workspace" in message
@@ -341,7 +336,7 @@ def test_5xx_on_get_is_retried(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps, status: int
 ) -> None:
     aac_simulator.fail_api(status, times=2)
-    assert AACHook(CONN).request("GET", "/v4/people/current").status_code == 200
+    assert recording_hook(sleeps).request("GET", "/v4/people/current").status_code == 200
     assert api_calls(aac_simulator) == 3 and len(sleeps.delays) == 2
 
 
@@ -350,7 +345,7 @@ def test_5xx_that_does_not_stop_ends_with_aacs_words(
 ) -> None:
     aac_simulator.fail_api(500, times=50)
     with pytest.raises(AACApiError) as info:
-        AACHook(CONN).request("GET", "/v4/plans")
+        recording_hook(sleeps).request("GET", "/v4/plans")
     message = str(info.value)
     assert "AAC answered 500 to GET /v4/plans: InternalServerErrorException: Simulated failure" in message
     assert "server error" in message
@@ -362,7 +357,7 @@ def test_5xx_on_a_plain_run_post_is_not_retried(
 ) -> None:
     aac_simulator.fail_api(500, method="POST")
     with pytest.raises(AACApiError) as info:
-        AACHook(CONN).request("POST", "/v4/plans/1/run", json={})
+        recording_hook(sleeps).request("POST", "/v4/plans/1/run", json={})
     assert info.value.status_code == 500
     assert api_calls(aac_simulator) == 1 and sleeps.delays == []
 
@@ -371,7 +366,7 @@ def test_5xx_on_a_run_post_with_execution_id_is_retried_once_safely(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
 ) -> None:
     aac_simulator.fail_api(503, method="POST")
-    response = AACHook(CONN).request(
+    response = recording_hook(sleeps).request(
         "POST", "/v4/plans/1/run", json={}, headers={"x-execution-id": "exec-42"}
     )
     assert response.status_code == 201
@@ -386,7 +381,7 @@ def test_unreachable_aac_host(
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     define(monkeypatch, extra=dict(aac_token_pair), host=url)
-    hook = AACHook(CONN)
+    hook = recording_hook(sleeps)
     for method in ("GET", "POST"):  # never reached, so even a plain POST may be retried
         sleeps.delays.clear()
         with pytest.raises(AACTransientError) as info:
@@ -404,7 +399,7 @@ def test_unreachable_aac_host(
 
 
 def test_async_404_and_retried_503(aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps) -> None:
-    hook = AACHook(CONN)
+    hook = recording_hook(sleeps)
     aac_simulator.fail_api(404)
     with pytest.raises(AACNotFoundError, match="NotFoundException"):
         asyncio.run(hook.arequest("GET", "/v4/people/current"))
@@ -419,7 +414,7 @@ def test_async_unreachable_host(
 ) -> None:
     define(monkeypatch, extra=dict(aac_token_pair), host=f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(AACTransientError, match=r"failed after 5 attempt\(s\): ConnectError"):
-        asyncio.run(AACHook(CONN).arequest("GET", "/v4/plans"))
+        asyncio.run(recording_hook(sleeps).arequest("GET", "/v4/plans"))
     assert len(sleeps.delays) == 4
 
 
@@ -433,7 +428,7 @@ from sqlalchemy import select
 from airflow.models.connection import Connection
 from airflow.utils.session import create_session
 from airflow_provider_aac.hooks.aac import AACHook
-from airflow_provider_aac.core.errors import AACError
+from airflow_provider_aac.errors import AACError
 
 spec = json.loads(os.environ["AAC_BAD_INPUT_CASES"])
 sim = spec["base_url"]

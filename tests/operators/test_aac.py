@@ -21,26 +21,26 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER
-from airflow_provider_aac.core.errors import AACConfigError, AACNotFoundError
+from airflow_provider_aac.errors import (
+    AACConfigError,
+    AACNotFoundError,
+    AACResponseCheckError,
+    AACRunError,
+    AACRunFailedError,
+    AACRunOutcomeUnknownError,
+    AACRunTimeoutError,
+)
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.aac import (
     AACApiOperator,
     AACRefreshTokenOperator,
-    AACResponseCheckError,
     AACRunFlowOperator,
     AACRunJobGroupOperator,
     AACRunOperatorBase,
     AACRunPlanOperator,
     execution_id,
 )
-from airflow_provider_aac.runs import (
-    AACRunError,
-    AACRunFailedError,
-    AACRunOutcomeUnknownError,
-    AACRunTimeoutError,
-    RunKind,
-    RunState,
-)
+from airflow_provider_aac.runs import RunKind, RunState
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
 from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of, wait_for

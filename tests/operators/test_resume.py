@@ -18,6 +18,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER
+from airflow_provider_aac.errors import AACRunFailedError, AACRunOutcomeUnknownError, AACRunTimeoutError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.aac import (
     AACRunFlowOperator,
@@ -26,7 +27,6 @@ from airflow_provider_aac.operators.aac import (
     AACRunPlanOperator,
 )
 from airflow_provider_aac.resume import RECORD_KEY, VARIABLE_PREFIX, RunRecord, VariableStore, store_for
-from airflow_provider_aac.runs import AACRunFailedError, AACRunOutcomeUnknownError, AACRunTimeoutError
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
 from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of, wait_for

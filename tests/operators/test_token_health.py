@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import pytest
 
-from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.operators.token_health import AACTokenDeadlineError, AACTokenHealthOperator
+from airflow_provider_aac.errors import AACConfigError, AACTokenDeadlineError
+from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
 from tests.operators.aac_env import context_for
 
 try:

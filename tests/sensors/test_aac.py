@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout, TaskDeferred
 
-from airflow_provider_aac.core.errors import AACConfigError, AACNotFoundError
-from airflow_provider_aac.runs import AACRunError, AACRunFailedError
+from airflow_provider_aac.errors import AACConfigError, AACNotFoundError, AACRunError, AACRunFailedError
 from airflow_provider_aac.sensors.aac import (
     AACFlowRunSensor,
     AACJobGroupSensor,

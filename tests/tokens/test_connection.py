@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.core.errors import AACConfigError
+from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     RefreshMode,
