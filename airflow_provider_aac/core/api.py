@@ -1,7 +1,8 @@
 """Calling AAC's ``/v4`` API: what each answer means and whether to try again.
 
 The decisions live here, once; the sync (requests) and async (httpx) edges only send
-requests and follow the ``Decision`` they get back. A 429 is retried for every method
+requests and act on the ``Decision`` they get back (return, raise, wait and resend, or
+replace the token and resend). A 429 is retried for every method
 (AAC refused it before doing anything), after the wait AAC names (``x-retry-after``, or
 the reset of the exhausted per-minute window); 5xx and lost connections only for idempotent
 requests, which include a run POST that carries ``x-execution-id``.
@@ -85,14 +86,35 @@ class ApiResponse:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What the edge does next: return ``response``, raise ``error``, or wait ``delay`` and resend."""
+class Return:
+    """AAC answered: hand ``response`` to the caller."""
 
-    response: ApiResponse | None = None
-    error: Exception | None = None
-    delay: float = 0.0
-    refresh_token_first: bool = False
-    rejection: AACApiError | None = None
+    response: ApiResponse
+
+
+@dataclass(frozen=True)
+class Raise:
+    """The call failed for good: raise ``error``."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    """Wait ``delay`` seconds, then send the request again."""
+
+    delay: float
+
+
+@dataclass(frozen=True)
+class ReplaceTokenThenRetry:
+    """AAC rejected the access token (401): replace it once and resend; ``rejection`` if that fails."""
+
+    rejection: AACApiError
+
+
+Decision = Return | Raise | RetryAfter | ReplaceTokenThenRetry
+"""What the edge does next; exactly one of four things, so it can ``match`` on it."""
 
 
 @dataclass
@@ -121,29 +143,29 @@ class ApiCall:
         lowered = {k.lower(): v for k, v in headers.items()}
         request_id = lowered.get(REQUEST_ID_HEADER)
         if status < 400:
-            return Decision(response=ApiResponse(status, decode_body(body), request_id, lowered))
+            return Return(ApiResponse(status, decode_body(body), request_id, lowered))
         if status == 401 and not self.refreshed_after_401:
             self.refreshed_after_401 = True
-            return Decision(refresh_token_first=True, rejection=self.error_for(status, body, request_id))
+            return ReplaceTokenThenRetry(self.error_for(status, body, request_id))
         if status == 429 or (status >= 500 and self.idempotent):
             wait = rate_limit_wait(lowered) if status == 429 else parse_retry_after(lowered)
             delay = self.backoff.delay(self.attempt, wait)
             if delay is not None:
-                return Decision(delay=delay)
-        return Decision(error=self.error_for(status, body, request_id))
+                return RetryAfter(delay)
+        return Raise(self.error_for(status, body, request_id))
 
     def after_transport_failure(self, detail: str, *, request_sent: bool) -> Decision:
         if not request_sent or self.idempotent:
             delay = self.backoff.delay(self.attempt)
             if delay is not None:
-                return Decision(delay=delay)
+                return RetryAfter(delay)
         consequence = (
             " It was a non-idempotent request, so it was not repeated: check in AAC whether it took effect."
             if request_sent and not self.idempotent
             else ""
         )
-        return Decision(
-            error=AACTransientError(
+        return Raise(
+            AACTransientError(
                 f"{self.method} {self.path} failed after {self.attempt} attempt(s): {detail}.{consequence}"
             )
         )

@@ -18,8 +18,16 @@ from airflow.sdk import BaseHook
 from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
-from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiCall, ApiResponse, Decision
-from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, reworded
+from airflow_provider_aac.core.api import (
+    DEFAULT_API_BACKOFF,
+    ApiCall,
+    ApiResponse,
+    Raise,
+    ReplaceTokenThenRetry,
+    RetryAfter,
+    Return,
+)
+from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.errors import AACError
@@ -120,10 +128,15 @@ class AACHook(BaseHook):
                 )
             else:
                 decision = call.after_response(response.status_code, response.headers, response.content)
-            outcome = self._follow(decision, state, config.base_url)
-            if isinstance(outcome, ApiResponse):
-                return outcome
-            state = outcome
+            match decision:
+                case Return(result):
+                    return result
+                case Raise(error):
+                    raise error
+                case RetryAfter(delay):
+                    self._sleep(delay)
+                case ReplaceTokenThenRetry(rejection):
+                    state = self._replace_rejected(rejection, state, config.base_url)
 
     async def aget_access_token(self, min_ttl: float | None = None) -> str:
         """As ``get_access_token``, in a worker thread so the triggerer's event loop never blocks."""
@@ -159,39 +172,28 @@ class AACHook(BaseHook):
                     )
                 else:
                     decision = call.after_response(response.status_code, response.headers, response.content)
-                if decision.delay and decision.response is None and decision.error is None:
-                    await self._asleep(decision.delay)
-                    continue
-                outcome = await sync_to_async(self._follow)(decision, state, config.base_url, wait=False)
-                if isinstance(outcome, ApiResponse):
-                    return outcome
-                state = outcome
+                match decision:
+                    case Return(result):
+                        return result
+                    case Raise(error):
+                        raise error
+                    case RetryAfter(delay):
+                        await self._asleep(delay)
+                    case ReplaceTokenThenRetry(rejection):
+                        replace = sync_to_async(self._replace_rejected)
+                        state = await replace(rejection, state, config.base_url)
 
-    def _follow(
-        self, decision: Decision, state: TokenState, base_url: str, *, wait: bool = True
-    ) -> ApiResponse | TokenState:
-        """Return the response, raise the error, or give the token state for the next attempt."""
-        if decision.response is not None:
-            return decision.response
-        if decision.error is not None:
-            raise decision.error
-        if decision.refresh_token_first:
-            return self._replace_rejected(decision, state, base_url)
-        if wait:
-            self._sleep(decision.delay)
-        return state
-
-    def _replace_rejected(self, decision: Decision, state: TokenState, base_url: str) -> TokenState:
-        assert decision.rejection is not None
+    def _replace_rejected(self, rejection: AACApiError, state: TokenState, base_url: str) -> TokenState:
+        """The token state to resend with after AAC's 401 ``rejection``; raises it, reworded, if none."""
         self.log.info("AAC rejected the access token (401); replacing generation %d once.", state.generation)
         try:
             replacement = self.tokens.replace_rejected(state.generation)
         except AACError as err:
-            raise reworded(err, f"{decision.rejection} The token could not be replaced: {err}") from None
+            raise reworded(err, f"{rejection} The token could not be replaced: {err}") from None
         if replacement is None:
             age = time.time() - (state.refreshed_at or time.time())
             hint = REJECTED_FRESH_TOKEN_HINT.format(age=age, base_url=base_url)
-            raise reworded(decision.rejection, f"{decision.rejection} {hint}") from None
+            raise reworded(rejection, f"{rejection} {hint}") from None
         return replacement
 
     def test_connection(self) -> tuple[bool, str]:

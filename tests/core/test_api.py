@@ -11,7 +11,12 @@ from airflow_provider_aac.core.api import (
     DEFAULT_API_BACKOFF,
     STATUS_HINTS,
     ApiCall,
+    ApiResponse,
     Decision,
+    Raise,
+    ReplaceTokenThenRetry,
+    RetryAfter,
+    Return,
     aac_exception,
     decode_body,
     is_idempotent,
@@ -31,14 +36,24 @@ def answer(call: ApiCall, status: int, headers: dict[str, str] | None = None, bo
 
 
 def retries(decision: Decision) -> bool:
-    return decision.response is None and decision.error is None and not decision.refresh_token_first
+    return isinstance(decision, RetryAfter)
+
+
+def response_of(decision: Decision) -> ApiResponse:
+    assert isinstance(decision, Return), decision
+    return decision.response
+
+
+def error_of(decision: Decision) -> Exception:
+    assert isinstance(decision, Raise), decision
+    return decision.error
 
 
 def attempts_until_error(call: ApiCall, status: int, headers: dict[str, str] | None = None) -> int:
     """Answer ``status`` until the call gives up; how many attempts it made."""
     for _ in range(100):
         decision = answer(call, status, headers)
-        if decision.error is not None:
+        if isinstance(decision, Raise):
             return call.attempt
         assert retries(decision)
     raise AssertionError("the call never gave up")
@@ -49,19 +64,18 @@ def attempts_until_error(call: ApiCall, status: int, headers: dict[str, str] | N
 
 def test_success_returns_the_decoded_body_and_request_id() -> None:
     call = ApiCall("get", "/v4/people/current")
-    decision = answer(call, 200, {"X-Trifacta-Request-Id": "rid-1"}, b'{"id": 1}')
-    assert decision.response is not None and decision.error is None
-    assert decision.response.data == {"id": 1}
-    assert decision.response.request_id == "rid-1"
-    assert decision.response.headers["x-trifacta-request-id"] == "rid-1"
+    response = response_of(answer(call, 200, {"X-Trifacta-Request-Id": "rid-1"}, b'{"id": 1}'))
+    assert response.data == {"id": 1}
+    assert response.request_id == "rid-1"
+    assert response.headers["x-trifacta-request-id"] == "rid-1"
     assert call.method == "GET"
 
 
 def test_bare_json_string_and_empty_body() -> None:
-    status = answer(ApiCall("GET", "/v4/jobGroups/1/status"), 200, body=b'"Complete"').response
-    assert status is not None and status.data == "Complete"
+    status = response_of(answer(ApiCall("GET", "/v4/jobGroups/1/status"), 200, body=b'"Complete"'))
+    assert status.data == "Complete"
     not_modified = answer(ApiCall("POST", "/v4/plans/1/run", {"x-execution-id": "e"}), 304)
-    assert not_modified.response is not None and not_modified.response.data is None
+    assert response_of(not_modified).data is None
 
 
 # --------------------------------------------------------------------------- retry decisions
@@ -81,16 +95,16 @@ def test_429_is_retried_for_every_method(method: str, headers: dict[str, str] | 
 
 def test_429_honours_x_retry_after() -> None:
     decision = answer(ApiCall("POST", "/v4/plans/1/run"), 429, {"x-retry-after": "7"})
-    assert retries(decision) and decision.delay >= 7.0
+    assert isinstance(decision, RetryAfter) and decision.delay >= 7.0
 
 
 def test_429_with_too_long_retry_after_gives_up_with_the_rate_limit_hint() -> None:
     call = ApiCall("GET", "/v4/plans", backoff=Backoff(attempts=5, max_retry_after=30.0))
     decision = answer(call, 429, {"x-retry-after": "600"}, aac_error("RateLimitException", "slow down"))
-    assert isinstance(decision.error, AACApiError)
-    assert decision.error.status_code == 429
-    assert "RateLimitException: slow down" in str(decision.error)
-    assert STATUS_HINTS[429] in str(decision.error)
+    assert isinstance(error_of(decision), AACApiError)
+    assert error_of(decision).status_code == 429
+    assert "RateLimitException: slow down" in str(error_of(decision))
+    assert STATUS_HINTS[429] in str(error_of(decision))
     assert call.attempt == 1
 
 
@@ -111,10 +125,12 @@ def test_5xx_is_not_retried_for_a_plain_post(status: int) -> None:
     decision = answer(
         call, status, {"x-trifacta-request-id": "rid-5"}, aac_error("InternalServerErrorException", "boom")
     )
-    assert isinstance(decision.error, AACApiError) and not isinstance(decision.error, AACNotFoundError)
-    assert decision.error.status_code == status
-    assert "InternalServerErrorException: boom" in str(decision.error)
-    assert "rid-5" in str(decision.error)
+    assert isinstance(error_of(decision), AACApiError) and not isinstance(
+        error_of(decision), AACNotFoundError
+    )
+    assert error_of(decision).status_code == status
+    assert "InternalServerErrorException: boom" in str(error_of(decision))
+    assert "rid-5" in str(error_of(decision))
     assert call.attempt == 1
 
 
@@ -122,23 +138,23 @@ def test_5xx_on_a_plain_post_warns_that_it_may_have_taken_effect() -> None:
     decision = answer(
         ApiCall("POST", "/v4/plans/1/run"), 500, body=aac_error("InternalServerErrorException", "x")
     )
-    message = str(decision.error)
+    message = str(error_of(decision))
     assert "try again later" not in message
     assert "check in AAC whether it took effect" in message
 
 
 def test_unlisted_4xx_is_not_called_a_transient_server_error() -> None:
     decision = answer(ApiCall("POST", "/v4/jobGroups"), 409, body=aac_error("ConflictException", "dup"))
-    assert "ConflictException: dup" in str(decision.error)
-    assert "server error" not in str(decision.error)
+    assert "ConflictException: dup" in str(error_of(decision))
+    assert "server error" not in str(error_of(decision))
 
 
 @pytest.mark.parametrize("status", [400, 403, 410, 415])
 def test_other_4xx_fail_at_once_with_their_hint(status: int) -> None:
     call = ApiCall("GET", "/v4/plans")
     decision = answer(call, status, body=aac_error("SomeException", "why"))
-    assert isinstance(decision.error, AACApiError)
-    assert "SomeException: why" in str(decision.error) and STATUS_HINTS[status] in str(decision.error)
+    assert isinstance(error_of(decision), AACApiError)
+    assert "SomeException: why" in str(error_of(decision)) and STATUS_HINTS[status] in str(error_of(decision))
     assert call.attempt == 1
 
 
@@ -158,8 +174,8 @@ def test_connection_failure_before_sending_is_retried_even_for_post() -> None:
 def test_lost_connection_after_sending_a_plain_post_is_not_retried() -> None:
     call = ApiCall("POST", "/v4/plans/1/run")
     decision = failure(call, request_sent=True)
-    assert isinstance(decision.error, AACTransientError)
-    message = str(decision.error)
+    assert isinstance(error_of(decision), AACTransientError)
+    message = str(error_of(decision))
     assert "POST /v4/plans/1/run failed after 1 attempt(s)" in message
     assert "not repeated" in message and "check in AAC whether it took effect" in message
 
@@ -175,9 +191,10 @@ def test_connection_failures_give_up_after_the_attempts() -> None:
     call = ApiCall("GET", "/v4/plans", backoff=Backoff(attempts=3))
     decisions = [failure(call, request_sent=False) for _ in range(3)]
     assert [retries(d) for d in decisions] == [True, True, False]
-    assert isinstance(decisions[-1].error, AACTransientError)
-    assert "failed after 3 attempt(s)" in str(decisions[-1].error)
-    assert "not repeated" not in str(decisions[-1].error)
+    error = error_of(decisions[-1])
+    assert isinstance(error, AACTransientError)
+    assert "failed after 3 attempt(s)" in str(error)
+    assert "not repeated" not in str(error)
 
 
 # --------------------------------------------------------------------------- 401 and 404
@@ -186,12 +203,14 @@ def test_connection_failures_give_up_after_the_attempts() -> None:
 def test_401_asks_for_one_refresh_then_fails() -> None:
     call = ApiCall("POST", "/v4/plans/1/run")
     first = answer(call, 401, body=aac_error("UnauthorizedException", "The access token has expired"))
-    assert first.refresh_token_first and first.error is None and first.response is None
-    second = answer(call, 401, body=aac_error("UnauthorizedException", "The access token has been revoked"))
-    assert not second.refresh_token_first
-    assert isinstance(second.error, AACApiError) and second.error.status_code == 401
-    assert "UnauthorizedException: The access token has been revoked" in str(second.error)
-    assert "even after a refresh" in str(second.error)
+    assert isinstance(first, ReplaceTokenThenRetry)
+    assert first.rejection.status_code == 401
+    second = error_of(
+        answer(call, 401, body=aac_error("UnauthorizedException", "The access token has been revoked"))
+    )
+    assert isinstance(second, AACApiError) and second.status_code == 401
+    assert "UnauthorizedException: The access token has been revoked" in str(second)
+    assert "even after a refresh" in str(second)
 
 
 def test_404_is_a_not_found_error_with_aacs_words_and_request_id() -> None:
@@ -202,7 +221,7 @@ def test_404_is_a_not_found_error_with_aacs_words_and_request_id() -> None:
         {"X-Trifacta-Request-Id": "req-404"},
         aac_error("NotFoundException", "Plan run 999 not found"),
     )
-    error = decision.error
+    error = error_of(decision)
     assert isinstance(error, AACNotFoundError)
     assert (error.status_code, error.aac_name, error.aac_message, error.request_id) == (
         404,
@@ -220,7 +239,7 @@ def test_404_is_a_not_found_error_with_aacs_words_and_request_id() -> None:
 
 def test_error_without_aac_body_still_names_the_status() -> None:
     decision = answer(ApiCall("GET", "/v4/plans"), 403)
-    assert str(decision.error).startswith("AAC answered 403 to GET /v4/plans. ")
+    assert str(error_of(decision)).startswith("AAC answered 403 to GET /v4/plans. ")
 
 
 # --------------------------------------------------------------------------- bodies
@@ -259,8 +278,8 @@ def test_decode_body() -> None:
 
 def test_html_error_page_reaches_the_message() -> None:
     decision = answer(ApiCall("POST", "/v4/jobGroups"), 502, body=b"<html>Bad gateway</html>")
-    assert isinstance(decision.error, AACApiError)
-    assert "error: <html>Bad gateway</html>" in str(decision.error)
+    assert isinstance(error_of(decision), AACApiError)
+    assert "error: <html>Bad gateway</html>" in str(error_of(decision))
 
 
 # --------------------------------------------------------------------------- paths
