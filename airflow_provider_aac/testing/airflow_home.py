@@ -230,18 +230,7 @@ class AirflowHome:
         self, *args: str, check: bool = True, timeout: float = 180.0, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run ``airflow <args>`` with this home's environment (``python -m airflow``, same venv)."""
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env={**self.env(), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            cwd=self.path,
-        )
-        if check and result.returncode != 0:
-            raise AirflowCliError(args, result)
-        return result
+        return self._run(["-m", "airflow", *args], args, check=check, timeout=timeout, env=env)
 
     def run_python(
         self, code: str, *, check: bool = True, timeout: float = 180.0, env: Mapping[str, str] | None = None
@@ -251,8 +240,19 @@ class AirflowHome:
         In-process Airflow (``dag.test()``, ORM access) must not run inside pytest: the
         settings module is configured once per interpreter, so each home needs its own.
         """
+        return self._run(["-c", code], ["<python -c>"], check=check, timeout=timeout, env=env)
+
+    def _run(
+        self,
+        python_args: Sequence[str],
+        shown_as: Sequence[str],
+        *,
+        check: bool,
+        timeout: float,
+        env: Mapping[str, str] | None,
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-c", code],
+            [sys.executable, *python_args],
             env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
@@ -261,7 +261,7 @@ class AirflowHome:
             cwd=self.path,
         )
         if check and result.returncode != 0:
-            raise AirflowCliError(["<python -c>"], result)
+            raise AirflowCliError(shown_as, result)
         return result
 
     def migrate(self) -> float:
