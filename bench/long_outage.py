@@ -53,13 +53,8 @@ class Outcome:
 def add_lock_connections(home: AirflowHome, prefix: str = "fault") -> None:
     """``{prefix}_lock_postgres`` and ``{prefix}_lock_redis`` on the local servers: the names
     a ``lock_*`` mode's connection points at (``f"{prefix}_{mode}"``)."""
-    home.add_connection(
-        f"{prefix}_lock_postgres", "generic", host="127.0.0.1", port=5432, login="postgres", schema="postgres",
-        extra={"lock_backend": "postgres"},
-    )  # fmt: skip
-    home.add_connection(
-        f"{prefix}_lock_redis", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-    )
+    home.add_lock_connection(f"{prefix}_lock_postgres", "postgres")
+    home.add_lock_connection(f"{prefix}_lock_redis", "redis")
 
 
 def judge(s: Scene, outcome: Outcome, result: dict[str, object]) -> None:

@@ -185,9 +185,7 @@ def main() -> int:
             home.add_connection(
                 "bench_api", "http", host=api.base_url, login=api.username, password=api.password
             )
-            home.add_connection(
-                "bench_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-            )
+            home.add_lock_connection("bench_lock", "redis")
             modes = {
                 "metadata_db (PostgreSQL row lock)": {"refresh_mode": "metadata_db", "min_ttl": MIN_TTL},
                 "lock (Redis lock + REST writes)": {

@@ -41,12 +41,9 @@ def airflow_pg_home() -> Iterator[AirflowHome]:
     Skips when PostgreSQL is unreachable, but fails when CI=true (see require_postgres).
     """
     require_postgres()
-    home = AirflowHome(backend="postgres")
-    try:
+    with AirflowHome(backend="postgres") as home:
         home.migrate()
         yield home
-    finally:
-        home.close()
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +59,6 @@ def airflow_api_server(airflow_pg_home: AirflowHome) -> Iterator[ApiServer]:
 @pytest.fixture(scope="session")
 def airflow_sqlite_home() -> Iterator[AirflowHome]:
     """A migrated AIRFLOW_HOME on SQLite, for tests about the SQLite behaviour itself."""
-    home = AirflowHome(backend="sqlite")
-    try:
+    with AirflowHome(backend="sqlite") as home:
         home.migrate()
         yield home
-    finally:
-        home.close()

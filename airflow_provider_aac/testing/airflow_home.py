@@ -302,6 +302,17 @@ class AirflowHome:
             conn_id, "aac", host=simulator.base_url, extra=minted_aac_extra(simulator, **extra)
         )
 
+    def add_lock_connection(self, conn_id: str, backend: Literal["postgres", "redis"]) -> None:
+        """A ``lock_conn_id`` target on this machine's PostgreSQL (5432) or Redis (6379).
+
+        ``generic`` with ``lock_backend``, so it works without the postgres or redis provider.
+        """
+        if backend == "postgres":
+            where: dict[str, Any] = {"port": 5432, "login": "postgres", "schema": "postgres"}
+        else:
+            where = {"port": 6379}
+        self.add_connection(conn_id, "generic", host="127.0.0.1", extra={"lock_backend": backend}, **where)
+
     def add_airflow_api_connection(self, conn_id: str, base_url: str | None = None) -> None:
         """The ``http`` connection the provider's REST writes use, as this home's admin.
 

@@ -118,12 +118,11 @@ def _segment(text: str, dag_id: str) -> str:
 @pytest.fixture(scope="module")
 def example_home() -> Iterator[AirflowHome]:
     """A migrated SQLite home whose DAGs folder is the repository's ``example_dags/``."""
-    home = AirflowHome(backend="sqlite", dags_folder=EXAMPLES, extra_env={"PYTHONDONTWRITEBYTECODE": "1"})
-    try:
+    with AirflowHome(
+        backend="sqlite", dags_folder=EXAMPLES, extra_env={"PYTHONDONTWRITEBYTECODE": "1"}
+    ) as home:
         home.migrate()
         yield home
-    finally:
-        home.close()
 
 
 @pytest.fixture(scope="module")

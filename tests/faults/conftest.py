@@ -10,16 +10,6 @@ from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 @pytest.fixture(scope="session")
 def fault_home(airflow_pg_home: AirflowHome, airflow_api_server: ApiServer) -> AirflowHome:
     """The session's PostgreSQL home with the lock connections the scenes name."""
-    airflow_pg_home.add_connection(
-        "fault_lock_postgres",
-        "generic",
-        host="127.0.0.1",
-        port=5432,
-        login="postgres",
-        schema="postgres",
-        extra={"lock_backend": "postgres"},
-    )
-    airflow_pg_home.add_connection(
-        "fault_lock_redis", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-    )
+    airflow_pg_home.add_lock_connection("fault_lock_postgres", "postgres")
+    airflow_pg_home.add_lock_connection("fault_lock_redis", "redis")
     return airflow_pg_home

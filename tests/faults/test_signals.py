@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
-from tests.faults.scene import scene, wait_for
+from tests.faults.scene import Scene, scene, wait_for
 
 SHORT_LEASE = 4.0
 
@@ -94,19 +94,24 @@ def test_sigkill_once_aac_has_the_request_loses_the_pair_and_the_next_error_says
         assert s.sim.stats()["token_requests"] == requests_before, "a dead chain is not presented again"
 
 
+def kill_while_storing(s: Scene, action: str) -> None:
+    """SIGKILL a refresher of ``action`` once AAC has answered and its store write is on the wire."""
+    assert s.api_proxy is not None
+    s.api_proxy.on("PATCH", times=1).forward()  # the claim
+    store = s.api_proxy.on("PATCH", times=1).hold_request()  # the new pair
+    victim = s.start(action)
+    store.wait_seen(timeout=60)
+    victim.signal(signal.SIGKILL)
+    victim.killed()
+    store.discard()
+
+
 @pytest.mark.parametrize("mode", ["lock_postgres", "lock_redis"])
 def test_sigkill_while_storing_in_lock_mode_is_completed_from_the_lock_backend(
     fault_home: AirflowHome, airflow_api_server: ApiServer, mode: str
 ) -> None:
     with scene(fault_home, mode, api_server=airflow_api_server, refresh_lease=SHORT_LEASE) as s:
-        assert s.api_proxy is not None
-        s.api_proxy.on("PATCH", times=1).forward()  # the claim
-        store = s.api_proxy.on("PATCH", times=1).hold_request()  # the new pair
-        victim = s.start("force")
-        store.wait_seen(timeout=60)
-        victim.signal(signal.SIGKILL)
-        victim.killed()
-        store.discard()
+        kill_while_storing(s, "force")
         assert s.stored()["generation"] == 0
         for held in s.held_on_disk():
             held.unlink()  # the next refresher runs on another machine: only the lock backend has it
@@ -123,14 +128,7 @@ def test_sigkill_while_storing_in_single_writer_mode_is_completed_by_the_next_ru
     fault_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:
     with scene(fault_home, "single_writer", api_server=airflow_api_server, refresh_lease=SHORT_LEASE) as s:
-        assert s.api_proxy is not None
-        s.api_proxy.on("PATCH", times=1).forward()  # the claim
-        store = s.api_proxy.on("PATCH", times=1).hold_request()  # the new pair
-        victim = s.start("writer")
-        store.wait_seen(timeout=60)
-        victim.signal(signal.SIGKILL)
-        victim.killed()
-        store.discard()
+        kill_while_storing(s, "writer")
         assert s.stored()["generation"] == 0
         assert len(s.held_on_disk()) == 1, "the pair is held in the worker's spool"
 

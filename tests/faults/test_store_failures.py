@@ -70,12 +70,9 @@ def private_pg_home(
 ) -> Iterator[AirflowHome]:
     """An Airflow home whose metadata DB is a PostgreSQL server the test may stop."""
     monkeypatch.setenv("AAC_TEST_PG_URL", private_postgres.url)
-    home = AirflowHome(backend="postgres")
-    try:
+    with AirflowHome(backend="postgres") as home:
         home.migrate()
         yield home
-    finally:
-        home.close()
 
 
 def test_a_metadata_db_outage_during_the_store_is_waited_out(

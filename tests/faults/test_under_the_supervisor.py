@@ -76,9 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster
     with AirflowHome(backend="postgres", dags_folder=dags) as home:
         home.migrate()
         home.add_airflow_api_connection("airflow_api")
-        home.add_connection(
-            "aac_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-        )
+        home.add_lock_connection("aac_lock", "redis")
         home.run_cli("pools", "set", "aac_forced_refresh", "1", "one writer")
         with start_cluster(home) as running:
             yield running

@@ -96,13 +96,7 @@ def test_wrong_airflow_api_credentials_refuse_before_spending(
             lock_conn_id="race_lock_redis_for_hook",
             airflow_api_conn_id="airflow_api_wrong",
         )
-        airflow_pg_home.add_connection(
-            "race_lock_redis_for_hook",
-            "generic",
-            host="127.0.0.1",
-            port=6379,
-            extra={"lock_backend": "redis"},
-        )
+        airflow_pg_home.add_lock_connection("race_lock_redis_for_hook", "redis")
         before = airflow_pg_home.get_connection_extra("aac_wrong_api")
         code = textwrap.dedent(
             """

@@ -127,9 +127,7 @@ def cluster(
         home.add_connection(
             "airflow_api", "http", host=home.base_url, login=home.username, password=home.password
         )
-        home.add_connection(
-            "aac_lock", "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-        )
+        home.add_lock_connection("aac_lock", "redis")
         home.add_aac_connection(
             "aac_default", simulator, lock_conn_id="aac_lock", airflow_api_conn_id="airflow_api", min_ttl=2
         )

@@ -43,25 +43,9 @@ MODES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def race_home(airflow_pg_home: AirflowHome, airflow_api_server: ApiServer) -> AirflowHome:
-    airflow_pg_home.add_connection(
-        LOCK_PG,
-        "generic",
-        host="127.0.0.1",
-        port=5432,
-        login="postgres",
-        schema="postgres",
-        extra={"lock_backend": "postgres"},
-    )
-    airflow_pg_home.add_connection(
-        LOCK_REDIS, "generic", host="127.0.0.1", port=6379, extra={"lock_backend": "redis"}
-    )
-    airflow_pg_home.add_connection(
-        API_CONN,
-        "http",
-        host=airflow_api_server.base_url,
-        login=airflow_api_server.username,
-        password=airflow_api_server.password,
-    )
+    airflow_pg_home.add_lock_connection(LOCK_PG, "postgres")
+    airflow_pg_home.add_lock_connection(LOCK_REDIS, "redis")
+    airflow_pg_home.add_airflow_api_connection(API_CONN, airflow_api_server.base_url)
     return airflow_pg_home
 
 
