@@ -6,7 +6,6 @@ AAC's error names, request ids); a token never reaches an exception.
 
 from __future__ import annotations
 
-import copy
 from typing import TypeVar
 
 NEW_PAIR_STEPS = (
@@ -101,8 +100,19 @@ E = TypeVar("E", bound=BaseException)
 
 
 def reworded(err: E, message: str) -> E:
-    """The same error with another message; every other field (status, AAC's names, request id) kept."""
-    new = copy.copy(err)
+    """The same error with another message; every other field (status, AAC's names, request id) kept.
+
+    Built without calling the class's ``__init__`` (``copy.copy`` does, with ``args`` only, which
+    fails for classes with required keyword-only arguments such as ``TransportFailure``): the
+    instance's attributes are copied as they are and ``args`` is replaced, which is what
+    ``str()`` shows. Traceback, cause and context are not carried: the caller's ``raise``
+    sets them (``raise reworded(err, ...) from err`` or ``from None``).
+    """
+    cls = type(err)
+    new = cls.__new__(cls)
+    new.__dict__.update(vars(err))
+    if "__notes__" in new.__dict__:
+        new.__notes__ = list(err.__notes__)
     new.args = (message,)
     return new
 

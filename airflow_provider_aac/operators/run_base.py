@@ -42,7 +42,7 @@ from airflow_provider_aac.runs import (
     timeout_message,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-from airflow_provider_aac.triggers.aac import AACRunTrigger
+from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 
 try:
     from airflow.sdk.configuration import conf
@@ -320,28 +320,29 @@ class AACRunOperatorBase(BaseOperator):
         with failing_fast(run_failure_is_final=not self.retry_failed_runs):
             return self._complete(context, event)
 
-    def _complete(self, context: Context, event: dict[str, Any]) -> int:
-        run_id = int(event["run_id"])
+    def _complete(self, context: Context, payload: dict[str, Any]) -> int:
+        event = RunEvent.from_payload(payload)
+        run_id = event.run_id
         self.aac_run_id = run_id
-        self._run_url = event.get("run_url")
-        self.job_group_ids = [int(i) for i in event.get("job_group_ids") or ()]
+        self._run_url = event.run_url
+        self.job_group_ids = list(event.job_group_ids)
         self._ended = True
-        status = event.get("status")
-        if status in ("success", "failed") or (status == "timeout" and event.get("canceled")):
+        status = event.status
+        if status in ("success", "failed") or (status == "timeout" and event.canceled):
             self._resume = RunResume.open(
                 context, self.kind.value, self._target(), enabled=self.resume, logger=self.log
             )
             self._run_done()
         if status == "success":
-            self.log.info("%s", event.get("message"))
+            self.log.info("%s", event.message)
             return run_id
         if status == "failed":
-            state = RunState(self.kind, run_id, event.get("run_status"), event.get("aac_message"))
-            raise failure_error(state, event.get("run_url"))
+            state = RunState(self.kind, run_id, event.run_status, event.aac_message)
+            raise failure_error(state, event.run_url)
         if status == "timeout":
-            raise AACRunTimeoutError(str(event.get("message")))
-        error = AACRunError(str(event.get("message") or f"The trigger for AAC run {run_id} failed: {event}"))
-        raise final(error) if event.get("retryable") is False else error
+            raise AACRunTimeoutError(str(event.message))
+        error = AACRunError(str(event.message or f"The trigger for AAC run {run_id} failed: {payload}"))
+        raise final(error) if event.retryable is False else error
 
     def _cancel(self, hook: AACHook, reason: str) -> bool:
         if self.aac_run_id is None:

@@ -27,7 +27,7 @@ from airflow_provider_aac.runs import (
     run_url,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-from airflow_provider_aac.triggers.aac import AACRunTrigger
+from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 
 try:
     from airflow.sdk.configuration import conf
@@ -137,22 +137,19 @@ class AACRunSensorBase(BaseSensorOperator):
         with failing_fast(run_failure_is_final=True):
             self._complete(event)
 
-    def _complete(self, event: dict[str, Any]) -> None:
-        status = event.get("status")
+    def _complete(self, payload: dict[str, Any]) -> None:
+        event = RunEvent.from_payload(payload)
+        status = event.status
         if status == "success":
-            self.log.info("%s", event.get("message"))
+            self.log.info("%s", event.message)
             return
         if status == "failed":
-            state = RunState(
-                self.kind, int(event["run_id"]), event.get("run_status"), event.get("aac_message")
-            )
-            raise failure_error(state, event.get("run_url"))
+            state = RunState(self.kind, event.run_id, event.run_status, event.aac_message)
+            raise failure_error(state, event.run_url)
         if status == "timeout":
-            raise AirflowSensorTimeout(str(event.get("message")))
-        error = AACRunError(
-            str(event.get("message") or f"The trigger for AAC run {event.get('run_id')} failed.")
-        )
-        raise final(error) if event.get("retryable") is False else error
+            raise AirflowSensorTimeout(str(event.message))
+        error = AACRunError(str(event.message or f"The trigger for AAC run {event.run_id} failed."))
+        raise final(error) if event.retryable is False else error
 
 
 class AACPlanRunSensor(AACRunSensorBase):

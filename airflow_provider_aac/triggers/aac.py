@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -37,6 +38,59 @@ def _triggerer_calls_on_kill() -> bool:
 TRIGGERER_CALLS_ON_KILL = _triggerer_calls_on_kill()
 
 
+@dataclass(frozen=True)
+class RunEvent:
+    """How an AAC run's wait ended: the payload of the event :class:`AACRunTrigger` fires.
+
+    The triggerer stores events as JSON in the metadata database, so the payload's keys and
+    values are a wire format: an event written by an earlier version must still parse.
+    ``retryable`` is set (and sent) only for an ``error`` event.
+    """
+
+    status: str
+    run_id: int
+    kind: str | None = None
+    message: str | None = None
+    run_status: str | None = None
+    aac_message: str | None = None
+    canceled: bool = False
+    run_url: str | None = None
+    job_group_ids: tuple[int, ...] = ()
+    retryable: bool | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "status": self.status,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "run_status": self.run_status,
+            "aac_message": self.aac_message,
+            "message": self.message,
+            "canceled": self.canceled,
+            "run_url": self.run_url,
+            "job_group_ids": list(self.job_group_ids),
+        }
+        if self.retryable is not None:
+            payload["retryable"] = self.retryable
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> RunEvent:
+        retryable = payload.get("retryable")
+        return cls(
+            status=str(payload.get("status") or ""),
+            run_id=int(payload["run_id"]),
+            kind=payload.get("kind"),
+            message=payload.get("message"),
+            run_status=payload.get("run_status"),
+            aac_message=payload.get("aac_message"),
+            canceled=bool(payload.get("canceled")),
+            run_url=payload.get("run_url"),
+            job_group_ids=tuple(int(i) for i in payload.get("job_group_ids") or ()),
+            retryable=None if retryable is None else bool(retryable),
+        )
+
+
 class AACRunTrigger(BaseTrigger):
     """Polls one AAC run until it ends or ``end_time`` passes, then fires one event.
 
@@ -49,9 +103,10 @@ class AACRunTrigger(BaseTrigger):
     ``cleanup``, and only once the task instance is no longer DEFERRED, as the Google and
     Amazon providers decide it, so a triggerer restart never cancels a run.
 
-    Events: ``{"status": "success" | "failed" | "timeout" | "error", "kind", "run_id",
-    "run_status", "aac_message", "message", "canceled", "run_url", "job_group_ids"}``; an
-    ``error`` event also says whether a task retry could help (``retryable``).
+    Events are :class:`RunEvent` payloads: ``{"status": "success" | "failed" | "timeout" |
+    "error", "kind", "run_id", "run_status", "aac_message", "message", "canceled", "run_url",
+    "job_group_ids"}``; an ``error`` event also says whether a task retry could help
+    (``retryable``).
     """
 
     def __init__(
@@ -97,22 +152,29 @@ class AACRunTrigger(BaseTrigger):
             },
         )
 
-    def _event(self, status: str, message: str, state: RunState | None = None, **extra: Any) -> TriggerEvent:
+    def _event(
+        self,
+        status: str,
+        message: str,
+        state: RunState | None = None,
+        *,
+        canceled: bool = False,
+        retryable: bool | None = None,
+    ) -> TriggerEvent:
         self._finished = True
-        return TriggerEvent(
-            {
-                "status": status,
-                "kind": self.kind.value,
-                "run_id": self.run_id,
-                "run_status": state.raw if state else None,
-                "aac_message": state.message if state else None,
-                "message": message,
-                "canceled": False,
-                "run_url": self.run_url,
-                "job_group_ids": list(self.job_group_ids),
-                **extra,
-            }
+        event = RunEvent(
+            status=status,
+            kind=self.kind.value,
+            run_id=self.run_id,
+            message=message,
+            run_status=state.raw if state else None,
+            aac_message=state.message if state else None,
+            canceled=canceled,
+            run_url=self.run_url,
+            job_group_ids=tuple(self.job_group_ids),
+            retryable=retryable,
         )
+        return TriggerEvent(event.to_payload())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = AACHook(self.aac_conn_id)

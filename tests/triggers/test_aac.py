@@ -13,7 +13,7 @@ from airflow.triggers.base import TriggerEvent
 from airflow_provider_aac.runs import RunKind, RunState
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers import aac as trigger_module
-from airflow_provider_aac.triggers.aac import AACRunTrigger
+from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 from tests.operators.aac_env import aac_conn, start_run, status_of
 
 __all__ = ["aac_conn"]
@@ -44,6 +44,34 @@ async def _first_event(trigger: AACRunTrigger, limit: float = 15.0) -> dict[str,
 
 def _event(trigger: AACRunTrigger) -> dict[str, Any]:
     return asyncio.run(_first_event(trigger))
+
+
+def test_an_event_stored_by_the_previous_version_parses_and_round_trips() -> None:
+    """The triggerer keeps events in the database: the old payload format must still parse."""
+    stored = json.loads(
+        '{"status": "error", "kind": "plan", "run_id": 7001, "run_status": null,'
+        ' "aac_message": null, "message": "Gave up following AAC plan run 7001.",'
+        ' "canceled": false, "run_url": "http://aac.example/plan/7001",'
+        ' "job_group_ids": [11, 12], "retryable": false}'
+    )
+    event = RunEvent.from_payload(stored)
+    assert event == RunEvent(
+        status="error",
+        run_id=7001,
+        kind="plan",
+        message="Gave up following AAC plan run 7001.",
+        run_status=None,
+        aac_message=None,
+        canceled=False,
+        run_url="http://aac.example/plan/7001",
+        job_group_ids=(11, 12),
+        retryable=False,
+    )
+    assert event.to_payload() == stored
+    assert RunEvent.from_payload(event.to_payload()) == event
+    success = {**stored, "status": "success", "run_status": "Complete", "message": "ok"}
+    del success["retryable"]
+    assert RunEvent.from_payload(success).to_payload() == success
 
 
 def test_serialize_round_trips_through_json() -> None:
