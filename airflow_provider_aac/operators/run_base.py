@@ -322,6 +322,8 @@ class AACRunOperatorBase(BaseOperator):
 
     def _complete(self, context: Context, payload: dict[str, Any]) -> int:
         event = RunEvent.from_payload(payload)
+        if event.run_id is None:
+            raise AACRunError(f"The trigger's event names no AAC run: {payload}")
         run_id = event.run_id
         self.aac_run_id = run_id
         self._run_url = event.run_url

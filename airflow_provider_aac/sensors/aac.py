@@ -144,7 +144,8 @@ class AACRunSensorBase(BaseSensorOperator):
             self.log.info("%s", event.message)
             return
         if status == "failed":
-            state = RunState(self.kind, event.run_id, event.run_status, event.aac_message)
+            run_id = self.aac_run_id if event.run_id is None else event.run_id
+            state = RunState(self.kind, run_id, event.run_status, event.aac_message)
             raise failure_error(state, event.run_url)
         if status == "timeout":
             raise AirflowSensorTimeout(str(event.message))

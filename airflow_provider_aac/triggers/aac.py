@@ -48,7 +48,7 @@ class RunEvent:
     """
 
     status: str
-    run_id: int
+    run_id: int | None
     kind: str | None = None
     message: str | None = None
     run_status: str | None = None
@@ -76,10 +76,10 @@ class RunEvent:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunEvent:
-        retryable = payload.get("retryable")
+        retryable, run_id = payload.get("retryable"), payload.get("run_id")
         return cls(
             status=str(payload.get("status") or ""),
-            run_id=int(payload["run_id"]),
+            run_id=None if run_id is None else int(run_id),
             kind=payload.get("kind"),
             message=payload.get("message"),
             run_status=payload.get("run_status"),
