@@ -15,6 +15,7 @@ from airflow_provider_aac.testing.airflow_env import (
     ApiServer,
     start_api_server,
 )
+from airflow_provider_aac.tokens.token_cache import process_token_cache
 from tests.support.requirements import require_postgres
 
 pytest_plugins = ["tests.support.fault_fixtures"]
@@ -24,6 +25,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "airflow_cluster: starts a full Airflow cluster (scheduler, dag-processor, ...); slow"
     )
+
+
+@pytest.fixture(autouse=True)
+def _empty_token_cache() -> Iterator[None]:
+    """Each test starts with a process that holds no token, as a new worker does."""
+    process_token_cache().clear()
+    yield
+    process_token_cache().clear()
 
 
 # =====================================================================================

@@ -1,8 +1,10 @@
 """Choosing who may spend the refresh token, and handing out access tokens.
 
-The fast path is one read of the connection: a stored access token with ``min_ttl``
-seconds left is used as it is. Only when it is not does the manager pick a mode by what
-the process can do (or what the connection says) and run the refresh in it.
+The fast path reads nothing: the access token this process last read or stored is
+reused from memory while it has ``min_ttl`` seconds left (``tokens.token_cache``). When
+it has not, one thread per process reads the connection, and only when the stored token
+is not fresh either does the manager pick a mode by what the process can do (or what the
+connection says) and run the refresh in it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from airflow_provider_aac.tokens.connection import (
 from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
 from airflow_provider_aac.tokens.rescue_places import rescue_for
+from airflow_provider_aac.tokens.token_cache import Held, TokenCache, process_token_cache, run_token_work
 from airflow_provider_aac.transport import requests_token_transport
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,11 @@ class RefreshOutcome:
 
 
 class TokenManager:
-    """Access tokens for one ``aac`` connection; reads the connection afresh on every call."""
+    """Access tokens for one ``aac`` connection, shared through the process's token cache.
+
+    :param cache: where fresh access tokens are kept between calls; by default the one
+        cache of this process, so every hook, sensor and trigger of a connection shares it.
+    """
 
     def __init__(
         self,
@@ -75,8 +82,10 @@ class TokenManager:
         sleep: Callable[[float], None] = time.sleep,
         publish_wait: float | None = None,
         rescue: Rescue | None = None,
+        cache: TokenCache | None = None,
     ) -> None:
         self.conn_id = conn_id
+        self._cached = (cache or process_token_cache()).entry(conn_id)
         self._clock = clock
         self._sleep = sleep
         self._publish_wait = publish_wait
@@ -84,19 +93,43 @@ class TokenManager:
         self._transport = requests_token_transport()
         self._api: AirflowApiClient | None = None
 
-    def read(self) -> tuple[AACConnectionConfig, TokenState]:
+    def read(self) -> Held:
+        """The connection as stored now; what it holds replaces what the cache held."""
         config = read_config(self.conn_id)
         state = config.token_state()
         mask_tokens(self.conn_id, state.access_token, state.refresh_token)
+        self._cached.keep(config, state)
         return config, state
 
-    def fresh(self, min_ttl: float | None = None) -> tuple[AACConnectionConfig, TokenState]:
-        """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed."""
-        config, state = self.read()
-        wanted = config.min_ttl if min_ttl is None else min_ttl
-        if state.is_fresh(self._clock(), wanted):
+    def fresh(self, min_ttl: float | None = None) -> Held:
+        """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed.
+
+        Served from memory while the held token is fresh enough; otherwise one thread of
+        the process reads (and, if need be, refreshes) while the others wait for it.
+        """
+        held = self._cached.fresh(self._clock(), min_ttl)
+        if held is not None:
+            return held
+        with self._cached.flight:
+            held = self._cached.fresh(self._clock(), min_ttl)
+            if held is not None:
+                return held
+            config, state = self.read()
+            wanted = config.min_ttl if min_ttl is None else min_ttl
+            if not state.is_fresh(self._clock(), wanted):
+                state = self._refresh(config, state, min_ttl=wanted, stale_generation=None, as_writer=False)
             return config, state
-        return config, self._refresh(config, state, min_ttl=wanted, stale_generation=None, as_writer=False)
+
+    async def afresh(self, min_ttl: float | None = None) -> Held:
+        """As ``fresh``, for the triggerer: memory on the loop, the rest on the token-work threads."""
+        held = self._cached.fresh(self._clock(), min_ttl)
+        if held is not None:
+            return held
+        async with self._cached.async_flight():
+            held = self._cached.fresh(self._clock(), min_ttl)
+            if held is not None:
+                return held
+            return await run_token_work(self.fresh, min_ttl)
 
     def refresh(
         self,
@@ -146,14 +179,19 @@ class TokenManager:
         None when the rejected token was issued within the cool-down (then the 401 means
         something a new token cannot fix, and the caller reports it).
         """
-        config, state = self.read()
-        if state.generation != rejected_generation:
-            return state
-        if self.rejection_is_not_about_expiry(state):
-            return None
-        return self._refresh(
-            config, state, min_ttl=config.min_ttl, stale_generation=rejected_generation, as_writer=False
-        )
+        self._cached.forget(rejected_generation)
+        with self._cached.flight:
+            held = self._cached.fresh(self._clock(), None)
+            if held is not None:
+                return held[1]
+            config, state = self.read()
+            if state.generation != rejected_generation:
+                return state
+            if self.rejection_is_not_about_expiry(state):
+                return None
+            return self._refresh(
+                config, state, min_ttl=config.min_ttl, stale_generation=rejected_generation, as_writer=False
+            )
 
     def rejection_is_not_about_expiry(self, state: TokenState) -> bool:
         if state.refreshed_at is None:
@@ -253,6 +291,7 @@ class TokenManager:
 
             state = self._locked(config, refresher, through_rest)
         mask_tokens(self.conn_id, state.access_token, state.refresh_token)
+        self._cached.keep(config, state)
         return state
 
     def restore(self) -> TokenState | None:
@@ -265,7 +304,9 @@ class TokenManager:
         else:
             store = RestTokenStore(self.conn_id, self._api_client(config))
             section = within(store)
-        return self._locked(config, refresher, lambda guard: refresher.complete_held(section))
+        restored = self._locked(config, refresher, lambda guard: refresher.complete_held(section))
+        self._cached.forget()
+        return restored
 
     def _locked(self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T]) -> T:
         """Every refresher of a connection that names a lock takes it, in every mode."""
