@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_aac.testing.simulator.server import TracksOpenSockets
+
 logger = logging.getLogger("tests.support.fault_proxy")
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
@@ -242,7 +244,7 @@ class Exchange(BaseHTTPRequestHandler):
         pass
 
 
-class ProxyServer(ThreadingHTTPServer):
+class ProxyServer(TracksOpenSockets, ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # the proxy joins connection threads itself, with a bound
     request_queue_size = 128
@@ -250,8 +252,6 @@ class ProxyServer(ThreadingHTTPServer):
     def __init__(self, port: int, dispatch: Callable[[Exchange], None], threads: ThreadTracker) -> None:
         self.dispatch = dispatch
         self._tracker = threads
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), Exchange)
 
     def server_bind(self) -> None:
@@ -260,24 +260,9 @@ class ProxyServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
         self._tracker.start(
             lambda: self.process_request_thread(request, client_address), f"fault-proxy-{self.server_port}"
         )
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        """End keep-alive connections too: a stopped or refusing server has none."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("fault proxy connection from %s ended with an error", client_address, exc_info=True)

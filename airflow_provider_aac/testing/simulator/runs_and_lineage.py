@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 
+from airflow_provider_aac.testing.simulator.counters import Counters
 from airflow_provider_aac.testing.simulator.faults import Shot, Shots
+from airflow_provider_aac.testing.simulator.run_book import RunBook
 from airflow_provider_aac.testing.simulator.tokens import CURRENT_PERSON
 from airflow_provider_aac.testing.simulator.wire import (
     ApiError,
@@ -38,9 +40,6 @@ from airflow_provider_aac.testing.simulator.wire import (
     page,
     path_id,
 )
-
-if TYPE_CHECKING:
-    from airflow_provider_aac.testing.simulator.simulator import AACSimulator
 
 DEFAULT_WINDOW = 60.0
 WAREHOUSE = "//warehouse.sim.example:5432/analytics"
@@ -144,8 +143,10 @@ class RunsAndLineage:
     takes this object's own lock, so a rate-limit check never waits on token traffic.
     """
 
-    def __init__(self, simulator: AACSimulator, clock: Callable[[], float] = time.time) -> None:
-        self._sim = simulator
+    def __init__(self, book: RunBook, counters: Counters, clock: Callable[[], float] = time.time) -> None:
+        """``book`` is the run book the lineage endpoints read; ``counters`` count refused runs."""
+        self._book = book
+        self._counters = counters
         self._clock = clock
         self._lock = threading.Lock()
         self._limits: dict[str, RateLimit] = dict(AAC_RATE_LIMITS)
@@ -292,7 +293,7 @@ class RunsAndLineage:
         wait = max(window.started + self._window for _, window in refused) - now
         if self._retry_after:
             headers["x-retry-after"] = str(number(_ms_up(max(wait, 0.001))) if wait < 10 else math.ceil(wait))
-        self._sim._counters.count("rate_limited")
+        self._counters.count("rate_limited")
         scope = refused[0][0]
         raise ApiError(
             429,
@@ -315,8 +316,8 @@ class RunsAndLineage:
             return self._datasets.get(dataset_id) or _default_datasets(dataset_id)
 
     def _job_group_inputs(self, request: Request, match: re.Match[str]) -> Response:
-        with self._sim._book.lock:
-            group = find(self._sim._book.job_groups, path_id(match), "Job group")
+        with self._book.lock:
+            group = find(self._book.job_groups, path_id(match), "Job group")
         inputs = self._datasets_of(group.dataset_id).inputs
         if any("uri" in item for item in inputs):
             body = {
@@ -330,8 +331,8 @@ class RunsAndLineage:
         return json_response(200, {"data": inputs})
 
     def _job_group_outputs(self, request: Request, match: re.Match[str]) -> Response:
-        with self._sim._book.lock:
-            group = find(self._sim._book.job_groups, path_id(match), "Job group")
+        with self._book.lock:
+            group = find(self._book.job_groups, path_id(match), "Job group")
             objects = group.output_views()
         datasets = self._datasets_of(group.dataset_id)
         return json_response(
@@ -339,8 +340,8 @@ class RunsAndLineage:
         )
 
     def _flow_run_job_groups(self, request: Request, match: re.Match[str]) -> Response:
-        with self._sim._book.lock:
-            run = find(self._sim._book.flow_runs, path_id(match), "Flow run")
+        with self._book.lock:
+            run = find(self._book.flow_runs, path_id(match), "Flow run")
             groups = [group.view() for group in run.job_groups]
         return json_response(200, page(groups, request.query))
 

@@ -111,14 +111,46 @@ class RequestHandler(BaseHTTPRequestHandler):
         logger.debug("%s: " + format, self.address_string(), *args)
 
 
-class Server(ThreadingHTTPServer):
+class TracksOpenSockets(socketserver.BaseServer):
+    """Remembers the client sockets a server is serving, so stopping it can end keep-alive ones too.
+
+    Mix it in ahead of the server class (``class S(TracksOpenSockets, ThreadingHTTPServer)``).
+    A socket is remembered once accepted (in ``verify_request``, which runs before any
+    ``process_request``, overridden or not) and forgotten in ``shutdown_request``;
+    :meth:`close_open_connections` shuts down the ones still open. The simulator's server
+    and the test suite's fault proxy both use it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open_sockets: set[Any] = set()
+        self._open_sockets_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        with self._open_sockets_lock:
+            self._open_sockets.add(request)
+        return super().verify_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_sockets_lock:
+            self._open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """End keep-alive connections too: a stopped (or refusing) server leaves no thread waiting on a client."""
+        with self._open_sockets_lock:
+            connections = list(self._open_sockets)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class Server(TracksOpenSockets, ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the benchmarks connect 64 callers at once
 
     def __init__(self, address: tuple[str, int], handle: RequestCallable) -> None:
         self.handle = handle
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, RequestHandler)
 
     def server_bind(self) -> None:
@@ -126,25 +158,6 @@ class Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, socket.socket):
-            with self._open_lock:
-                self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        """End keep-alive connections too, so stop() leaves no thread waiting on a client."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]

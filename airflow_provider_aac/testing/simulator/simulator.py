@@ -28,6 +28,7 @@ from airflow_provider_aac.testing.simulator.api import V4Api
 from airflow_provider_aac.testing.simulator.counters import STAT_KEYS, Counters
 from airflow_provider_aac.testing.simulator.faults import FaultSchedule, Shot
 from airflow_provider_aac.testing.simulator.run_book import RunBook
+from airflow_provider_aac.testing.simulator.runs_and_lineage import RunsAndLineage
 from airflow_provider_aac.testing.simulator.server import ServerThread
 from airflow_provider_aac.testing.simulator.token_endpoint import TOKEN_PATH, TokenEndpoint
 from airflow_provider_aac.testing.simulator.tokens import TokenAuthority
@@ -82,10 +83,8 @@ class AACSimulator:
         )
         self._book = RunBook(self._lock, self._counters, run_duration)
         self._server: ServerThread | None = None
-
-        from airflow_provider_aac.testing.simulator.runs_and_lineage import RunsAndLineage
-
-        self.runs = RunsAndLineage(self, clock=clock)  # rate limits, the run start log, lineage endpoints
+        # rate limits, the run start log, lineage endpoints
+        self.runs = RunsAndLineage(self._book, self._counters, clock=clock)
         self._token_endpoint = TokenEndpoint(self._authority, self._faults, self._counters)
         self._api = V4Api(
             authority=self._authority,

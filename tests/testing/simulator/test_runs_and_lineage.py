@@ -16,7 +16,7 @@ from airflow_provider_aac.testing.simulator import (
     jdbc_table,
     result_file,
 )
-from tests.testing.simulator.test_simulator import api, exception_name, final_status, wait_for
+from tests.testing.simulator.helpers import api, exception_name, final_status, wait_for
 
 
 def _run(
