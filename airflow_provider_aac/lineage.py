@@ -17,14 +17,15 @@ nothing here imports it until its listener asks an operator for facets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.core.api import ApiResponse
+from airflow_provider_aac.core.exchange import Exchange, api_call
+from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.errors import AACApiError, AACError
-from airflow_provider_aac.runs import RunKind, _Call, _drive
+from airflow_provider_aac.runs import RunKind
 
 if TYPE_CHECKING:
     from airflow_provider_aac.hooks.aac import AACHook
@@ -109,10 +110,10 @@ def _workspace_namespace(base_url: str, person: Any) -> str:
 
 
 def _lineage_exchange(
-    base_url: str, kind: RunKind, run_id: int, known_job_groups: Sequence[int]
-) -> Generator[_Call, ApiResponse, RunDatasets]:
+    base_url: str, kind: RunKind, run_id: int, known_job_groups: Sequence[int], backoff: Backoff
+) -> Exchange[RunDatasets]:
     try:
-        person = (yield _Call("GET", "/v4/people/current")).data
+        person = (yield from api_call("GET", "/v4/people/current", backoff=backoff)).data
     except AACError as err:
         log.info("Could not read the AAC workspace for the lineage namespace: %s", err)
         person = None
@@ -125,20 +126,22 @@ def _lineage_exchange(
         else:
             flow_runs = [run_id]
             if kind is RunKind.PLAN:
-                plan = (yield _Call("GET", PLAN_RUN_FLOW_RUNS.format(id=run_id), PLAN_RUN_EMBED)).data
+                plan_path = PLAN_RUN_FLOW_RUNS.format(id=run_id)
+                plan = (yield from api_call("GET", plan_path, params=PLAN_RUN_EMBED, backoff=backoff)).data
                 flow_runs = _ids(_rows(plan, "flowRuns"))
                 groups = _ids(_rows(plan, "jobGroups"))
             else:
                 groups = []
             for flow_run in flow_runs:
-                groups += _ids(_rows((yield _Call("GET", FLOW_RUN_JOB_GROUPS.format(id=flow_run))).data))
+                listing = yield from api_call("GET", FLOW_RUN_JOB_GROUPS.format(id=flow_run), backoff=backoff)
+                groups += _ids(_rows(listing.data))
     except AACError as err:
         log.warning("Could not list the job groups of AAC %s run %s for lineage: %s", kind.value, run_id, err)
         return found
     found.job_group_ids = list(dict.fromkeys(groups))
     for group in found.job_group_ids:
         try:
-            inputs = (yield _Call("GET", JOB_GROUP_INPUTS.format(id=group))).data
+            inputs = (yield from api_call("GET", JOB_GROUP_INPUTS.format(id=group), backoff=backoff)).data
             found.inputs += [ref for row in _rows(inputs) if (ref := table_ref(row) or file_ref(row))]
         except AACApiError as err:
             # AAC refuses the call (400) when an input is a file: it lists JDBC sources only.
@@ -148,7 +151,7 @@ def _lineage_exchange(
         except AACError as err:
             log.warning("Could not read the inputs of AAC job group %s for lineage: %s", group, err)
         try:
-            outputs = (yield _Call("GET", JOB_GROUP_OUTPUTS.format(id=group))).data
+            outputs = (yield from api_call("GET", JOB_GROUP_OUTPUTS.format(id=group), backoff=backoff)).data
         except AACError as err:
             log.warning("Could not read the outputs of AAC job group %s for lineage: %s", group, err)
             continue
@@ -160,7 +163,7 @@ def _lineage_exchange(
 
 
 def collect(hook: AACHook, kind: RunKind, run_id: int, known_job_groups: Sequence[int] = ()) -> RunDatasets:
-    return _drive(hook, _lineage_exchange(hook.base_url, kind, run_id, known_job_groups))
+    return hook.run_exchange(_lineage_exchange(hook.base_url, kind, run_id, known_job_groups, hook.backoff))
 
 
 def operator_lineage(

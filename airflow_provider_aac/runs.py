@@ -2,9 +2,10 @@
 
 Operators, sensors and triggers all read statuses and cancel runs through here, so a
 fix to an endpoint or to what counts as a failure lands everywhere at once. Each
-exchange with AAC is written once as a generator of requests and driven by a sync
-(``AACHook.request``) or an async (``AACHook.arequest``) driver, so the worker path and
-the triggerer path cannot drift apart.
+exchange with AAC is written once, without IO, as a generator of effects
+(``core.exchange``) that ``yield from`` its ``/v4`` calls, and is driven by the hook's one
+sync (``AACHook.run_exchange``) or async (``AACHook.arun_exchange``) driver, so the worker
+path and the triggerer path cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
-from airflow_provider_aac.core.api import ApiResponse
+from airflow_provider_aac.core.exchange import Exchange, api_call
+from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
 from airflow_provider_aac.errors import (
     AACApiError,
@@ -32,8 +34,6 @@ from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MAX_CONSECUTIVE_POLL_ERRORS = 3
 
@@ -204,16 +204,6 @@ class PollErrors:
 # --------------------------------------------------------------------------- exchanges
 
 
-@dataclass(frozen=True)
-class _Call:
-    method: str
-    path: str
-    params: dict[str, Any] | None = None
-
-
-_Exchange = Generator[_Call, ApiResponse, T]
-
-
 def _status_text(data: Any) -> str | None:
     """A status endpoint answers a bare JSON string; tolerate ``{"status": ...}`` as well."""
     if isinstance(data, dict):
@@ -237,20 +227,19 @@ def failure_message(detail: Any) -> str | None:
     return None
 
 
-def _status_exchange(kind: RunKind, run_id: int) -> _Exchange[RunState]:
+def _status_exchange(kind: RunKind, run_id: int, backoff: Backoff) -> Exchange[RunState]:
     endpoints = ENDPOINTS[kind]
     detail_path = endpoints.detail_path.format(id=run_id)
     if endpoints.status_path is None:
-        detail = (yield _Call("GET", detail_path)).data
+        detail = (yield from api_call("GET", detail_path, backoff=backoff)).data
         state = RunState(kind, run_id, _status_text(detail))
         return RunState(kind, run_id, state.raw, failure_message(detail) if state.failed else None)
-    state = RunState(
-        kind, run_id, _status_text((yield _Call("GET", endpoints.status_path.format(id=run_id))).data)
-    )
+    status = yield from api_call("GET", endpoints.status_path.format(id=run_id), backoff=backoff)
+    state = RunState(kind, run_id, _status_text(status.data))
     if not state.failed:
         return state
     try:
-        detail = (yield _Call("GET", detail_path)).data
+        detail = (yield from api_call("GET", detail_path, backoff=backoff)).data
     except AACError as err:
         log.info("Could not read the detail of %s for its failure message: %s", state.describe(), err)
         return state
@@ -266,7 +255,9 @@ def _flow_job_group_ids(detail: Any) -> list[int]:
     return [g["id"] for g in groups if isinstance(g, dict) and isinstance(g.get("id"), int)]
 
 
-def _cancel_exchange(kind: RunKind, run_id: int, job_group_ids: Sequence[int]) -> _Exchange[list[int]]:
+def _cancel_exchange(
+    kind: RunKind, run_id: int, job_group_ids: Sequence[int], backoff: Backoff
+) -> Exchange[list[int]]:
     """Cancel the run; answers the job groups cancelled for a flow run, else ``[run_id]``.
 
     AAC documents no cancel endpoint for a flow run, so a flow run is stopped by cancelling
@@ -275,11 +266,14 @@ def _cancel_exchange(kind: RunKind, run_id: int, job_group_ids: Sequence[int]) -
     """
     endpoints = ENDPOINTS[kind]
     if endpoints.cancel_path is not None:
-        yield _Call("POST", endpoints.cancel_path.format(id=run_id))
+        yield from api_call("POST", endpoints.cancel_path.format(id=run_id), backoff=backoff)
         return [run_id]
     ids = list(job_group_ids)
     if not ids:
-        detail = (yield _Call("GET", endpoints.detail_path.format(id=run_id), {"embed": "jobGroups"})).data
+        detail_path = endpoints.detail_path.format(id=run_id)
+        detail = (
+            yield from api_call("GET", detail_path, params={"embed": "jobGroups"}, backoff=backoff)
+        ).data
         ids = _flow_job_group_ids(detail)
     if not ids:
         raise AACRunError(
@@ -291,7 +285,7 @@ def _cancel_exchange(kind: RunKind, run_id: int, job_group_ids: Sequence[int]) -
     failures: list[str] = []
     for group_id in ids:
         try:
-            yield _Call("POST", job_group.format(id=group_id))
+            yield from api_call("POST", job_group.format(id=group_id), backoff=backoff)
         except AACError as err:
             failures.append(f"job group {group_id}: {err}")
     if failures:
@@ -302,48 +296,20 @@ def _cancel_exchange(kind: RunKind, run_id: int, job_group_ids: Sequence[int]) -
     return ids
 
 
-def _drive(hook: AACHook, exchange: _Exchange[T]) -> T:
-    try:
-        call = next(exchange)
-        while True:
-            try:
-                response = hook.request(call.method, call.path, params=call.params)
-            except AACError as err:
-                call = exchange.throw(err)
-            else:
-                call = exchange.send(response)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _adrive(hook: AACHook, exchange: _Exchange[T]) -> T:
-    try:
-        call = next(exchange)
-        while True:
-            try:
-                response = await hook.arequest(call.method, call.path, params=call.params)
-            except AACError as err:
-                call = exchange.throw(err)
-            else:
-                call = exchange.send(response)
-    except StopIteration as stop:
-        return stop.value
-
-
 def get_status(hook: AACHook, kind: RunKind, run_id: int) -> RunState:
-    return _drive(hook, _status_exchange(kind, run_id))
+    return hook.run_exchange(_status_exchange(kind, run_id, hook.backoff))
 
 
 async def aget_status(hook: AACHook, kind: RunKind, run_id: int) -> RunState:
-    return await _adrive(hook, _status_exchange(kind, run_id))
+    return await hook.arun_exchange(_status_exchange(kind, run_id, hook.backoff))
 
 
 def cancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int] = ()) -> list[int]:
-    return _drive(hook, _cancel_exchange(kind, run_id, job_group_ids))
+    return hook.run_exchange(_cancel_exchange(kind, run_id, job_group_ids, hook.backoff))
 
 
 async def acancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int] = ()) -> list[int]:
-    return await _adrive(hook, _cancel_exchange(kind, run_id, job_group_ids))
+    return await hook.arun_exchange(_cancel_exchange(kind, run_id, job_group_ids, hook.backoff))
 
 
 # --------------------------------------------------------------------------- outcomes

@@ -1,8 +1,8 @@
 """Calling AAC's ``/v4`` API: what each answer means and whether to try again.
 
-The decisions live here, once; the sync (requests) and async (httpx) edges only send
-requests and act on the ``Decision`` they get back (return, raise, wait and resend, or
-replace the token and resend). A 429 is retried for every method
+The decisions live here, once: ``ApiCall`` turns each answer into a ``Decision`` (return,
+raise, wait and resend, or replace the token and resend), which ``core.exchange.api_exchange``
+follows by yielding effects for the hook's sync (requests) and async (httpx) drivers. A 429 is retried for every method
 (AAC refused it before doing anything), after the wait AAC names (``x-retry-after``, or
 the reset of the exhausted per-minute window); 5xx and lost connections only for idempotent
 requests, which include a run POST that carries ``x-execution-id``.
@@ -114,7 +114,7 @@ class ReplaceTokenThenRetry:
 
 
 Decision = Return | Raise | RetryAfter | ReplaceTokenThenRetry
-"""What the edge does next; exactly one of four things, so it can ``match`` on it."""
+"""What the call does next; exactly one of four things, so ``api_exchange`` can ``match`` on it."""
 
 
 @dataclass

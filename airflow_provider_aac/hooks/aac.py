@@ -1,16 +1,18 @@
 """AACHook: AAC's ``/v4`` API with an access token that is always fresh enough.
 
 The hook is thin on purpose. Token lifecycle: ``tokens.manager.TokenManager``; what an
-answer means and when to retry: ``core.api.ApiCall``. The hook only sends requests
-(``requests`` here, ``httpx`` in the ``a``-prefixed methods for triggers).
+answer means and when to retry: ``core.api.ApiCall``; the steps of an exchange with AAC:
+``core.exchange``. The hook only drives exchanges: ``run_exchange`` (``requests``) and
+``arun_exchange`` (``httpx``, for triggers) perform the effects an exchange yields, and
+are the only places that send requests, wait, or get and replace tokens for ``/v4``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import httpx
 import requests
@@ -18,24 +20,34 @@ from airflow.sdk import BaseHook
 from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
-from airflow_provider_aac.core.api import (
-    DEFAULT_API_BACKOFF,
-    ApiCall,
-    ApiResponse,
-    Raise,
-    ReplaceTokenThenRetry,
-    RetryAfter,
-    Return,
-)
+from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiResponse
 from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
+from airflow_provider_aac.core.exchange import (
+    Answer,
+    Exchange,
+    FreshToken,
+    HttpAnswer,
+    ReplaceToken,
+    Send,
+    TransportFailed,
+    Wait,
+    api_call,
+)
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.errors import AACError
-from airflow_provider_aac.tokens.connection import CONN_TYPE, DEFAULT_CONN_ID, read_config
+from airflow_provider_aac.tokens.connection import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    AACConnectionConfig,
+    read_config,
+)
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
 from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, requests_was_sent
 
 DEFAULT_TIMEOUT = 60.0
+
+T = TypeVar("T")
 
 
 class AACHook(BaseHook):
@@ -108,35 +120,56 @@ class AACHook(BaseHook):
         headers: dict[str, str] | None = None,
     ) -> ApiResponse:
         """Call ``/v4``; retries 429 always and 5xx only where repeating is safe."""
-        call = ApiCall(method, path, headers, backoff=self.backoff)
-        config, state = self.tokens.fresh(self.min_ttl)
+        call = api_call(method, path, json=json, params=params, headers=headers, backoff=self.backoff)
+        return self.run_exchange(call)
+
+    def run_exchange(self, exchange: Exchange[T]) -> T:
+        """The sync driver: performs each effect ``exchange`` yields (``core.exchange``) with requests.
+
+        What performing an effect fails at (getting or replacing a token) is raised into the
+        exchange at its ``yield``, so an exchange catches it as it catches a failed call.
+        """
+        config: AACConnectionConfig | None = None
+        state: TokenState | None = None
+        reply: Answer | None = None
+        failure: Exception | None = None
         while True:
-            call.start_attempt()
             try:
-                response = self._http.request(
-                    call.method,
-                    config.base_url + call.path,
-                    json=json,
-                    params=params,
-                    headers=_headers(state.access_token, headers),
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as err:
-                decision = call.after_transport_failure(
-                    f"{type(err).__name__} reaching {config.base_url}", request_sent=requests_was_sent(err)
-                )
-            else:
-                decision = call.after_response(response.status_code, response.headers, response.content)
-            match decision:
-                case Return(result):
-                    return result
-                case Raise(error):
-                    raise error
-                case RetryAfter(delay):
-                    self._sleep(delay)
-                case ReplaceTokenThenRetry(rejection):
-                    state = self._replace_rejected(rejection, state, config.base_url)
+                effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            reply, failure = None, None
+            try:
+                match effect:
+                    case FreshToken():
+                        config, state = self.tokens.fresh(self.min_ttl)
+                    case Send():
+                        assert config is not None and state is not None, "FreshToken comes first"
+                        reply = self._send(effect, config.base_url, state.access_token)
+                    case Wait(delay):
+                        self._sleep(delay)
+                    case ReplaceToken(rejection):
+                        assert config is not None and state is not None, "FreshToken comes first"
+                        state = self._replace_rejected(rejection, state, config.base_url)
+            except Exception as err:
+                failure = err
+
+    def _send(self, send: Send, base_url: str, access_token: str) -> Answer:
+        try:
+            response = self._http.request(
+                send.method,
+                base_url + send.path,
+                json=send.json,
+                params=send.params,
+                headers=_headers(access_token, send.headers),
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as err:
+            return TransportFailed(
+                f"{type(err).__name__} reaching {base_url}", request_sent=requests_was_sent(err)
+            )
+        return HttpAnswer(response.status_code, response.headers, response.content)
 
     async def aget_access_token(self, min_ttl: float | None = None) -> str:
         """As ``get_access_token``, in a worker thread so the triggerer's event loop never blocks."""
@@ -153,35 +186,52 @@ class AACHook(BaseHook):
         headers: dict[str, str] | None = None,
     ) -> ApiResponse:
         """As ``request``, with httpx, for trigger code."""
-        call = ApiCall(method, path, headers, backoff=self.backoff)
-        config, state = await sync_to_async(self.tokens.fresh)(self.min_ttl)
+        call = api_call(method, path, json=json, params=params, headers=headers, backoff=self.backoff)
+        return await self.arun_exchange(call)
+
+    async def arun_exchange(self, exchange: Exchange[T]) -> T:
+        """The async driver: as ``run_exchange``, with httpx; token work runs in a worker thread."""
+        config: AACConnectionConfig | None = None
+        state: TokenState | None = None
+        reply: Answer | None = None
+        failure: Exception | None = None
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:
-                call.start_attempt()
                 try:
-                    response = await client.request(
-                        call.method,
-                        config.base_url + call.path,
-                        json=json,
-                        params=params,
-                        headers=_headers(state.access_token, headers),
-                    )
-                except httpx.HTTPError as err:
-                    decision = call.after_transport_failure(
-                        f"{type(err).__name__} reaching {config.base_url}", request_sent=httpx_was_sent(err)
-                    )
-                else:
-                    decision = call.after_response(response.status_code, response.headers, response.content)
-                match decision:
-                    case Return(result):
-                        return result
-                    case Raise(error):
-                        raise error
-                    case RetryAfter(delay):
-                        await self._asleep(delay)
-                    case ReplaceTokenThenRetry(rejection):
-                        replace = sync_to_async(self._replace_rejected)
-                        state = await replace(rejection, state, config.base_url)
+                    effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
+                except StopIteration as stop:
+                    return cast(T, stop.value)
+                reply, failure = None, None
+                try:
+                    match effect:
+                        case FreshToken():
+                            config, state = await sync_to_async(self.tokens.fresh)(self.min_ttl)
+                        case Send():
+                            assert config is not None and state is not None, "FreshToken comes first"
+                            reply = await self._asend(client, effect, config.base_url, state.access_token)
+                        case Wait(delay):
+                            await self._asleep(delay)
+                        case ReplaceToken(rejection):
+                            assert config is not None and state is not None, "FreshToken comes first"
+                            replace = sync_to_async(self._replace_rejected)
+                            state = await replace(rejection, state, config.base_url)
+                except Exception as err:
+                    failure = err
+
+    async def _asend(self, client: httpx.AsyncClient, send: Send, base_url: str, access_token: str) -> Answer:
+        try:
+            response = await client.request(
+                send.method,
+                base_url + send.path,
+                json=send.json,
+                params=send.params,
+                headers=_headers(access_token, send.headers),
+            )
+        except httpx.HTTPError as err:
+            return TransportFailed(
+                f"{type(err).__name__} reaching {base_url}", request_sent=httpx_was_sent(err)
+            )
+        return HttpAnswer(response.status_code, response.headers, response.content)
 
     def _replace_rejected(self, rejection: AACApiError, state: TokenState, base_url: str) -> TokenState:
         """The token state to resend with after AAC's 401 ``rejection``; raises it, reworded, if none."""
@@ -249,7 +299,7 @@ class _BearerAuth(AuthBase):
         return hook
 
 
-def _headers(access_token: str, extra: dict[str, str] | None) -> dict[str, str]:
+def _headers(access_token: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra or {})}
     headers["Authorization"] = f"Bearer {access_token}"
     return headers
