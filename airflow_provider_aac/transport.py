@@ -14,6 +14,7 @@ a send past the moment the caller stopped being the only one allowed to spend.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -32,6 +33,26 @@ from airflow_provider_aac.core.oauth import RawResponse, SendWindow, TokenTransp
 
 USER_AGENT = "airflow-provider-aac"
 CONNECT_TIMEOUT = 10.0
+
+_loop_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_loop_clients_lock = threading.Lock()
+
+
+def loop_http_client() -> httpx.AsyncClient:
+    """The running event loop's one httpx client, shared by every AAC call on that loop.
+
+    A triggerer runs hundreds of polls a minute on one loop: a client per request would
+    cost each poll a new SSL context (about 20 ms of loop time) and a new connection.
+    Clients of loops that have closed are dropped here. Timeouts are per request.
+    """
+    loop = asyncio.get_running_loop()
+    with _loop_clients_lock:
+        for closed in [other for other in _loop_clients if other.is_closed()]:
+            del _loop_clients[closed]
+        client = _loop_clients.get(loop)
+        if client is None or client.is_closed:
+            client = _loop_clients[loop] = httpx.AsyncClient(follow_redirects=False)
+        return client
 
 
 def requests_was_sent(err: requests.RequestException) -> bool:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar, cast
 import httpx
 import requests
 from airflow.sdk import BaseHook
-from asgiref.sync import sync_to_async
 from requests.auth import AuthBase
 
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiResponse
@@ -43,7 +42,8 @@ from airflow_provider_aac.tokens.connection import (
     read_config,
 )
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
-from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, requests_was_sent
+from airflow_provider_aac.tokens.token_cache import run_token_work
+from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, loop_http_client, requests_was_sent
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -172,8 +172,8 @@ class AACHook(BaseHook):
         return HttpAnswer(response.status_code, response.headers, response.content)
 
     async def aget_access_token(self, min_ttl: float | None = None) -> str:
-        """As ``get_access_token``, in a worker thread so the triggerer's event loop never blocks."""
-        _, state = await sync_to_async(self.tokens.fresh)(self.min_ttl if min_ttl is None else min_ttl)
+        """As ``get_access_token``; token work runs off the event loop, so the triggerer never blocks."""
+        _, state = await self.tokens.afresh(self.min_ttl if min_ttl is None else min_ttl)
         return state.access_token
 
     async def arequest(
@@ -190,33 +190,38 @@ class AACHook(BaseHook):
         return await self.arun_exchange(call)
 
     async def arun_exchange(self, exchange: Exchange[T]) -> T:
-        """The async driver: as ``run_exchange``, with httpx; token work runs in a worker thread."""
+        """The async driver: as ``run_exchange``, with the loop's one httpx client.
+
+        Token work comes from memory on the loop, or runs on the provider's token-work
+        threads (never asgiref's one shared thread, which other providers queue on).
+        """
         config: AACConnectionConfig | None = None
         state: TokenState | None = None
         reply: Answer | None = None
         failure: Exception | None = None
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            while True:
-                try:
-                    effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
-                except StopIteration as stop:
-                    return cast(T, stop.value)
-                reply, failure = None, None
-                try:
-                    match effect:
-                        case FreshToken():
-                            config, state = await sync_to_async(self.tokens.fresh)(self.min_ttl)
-                        case Send():
-                            assert config is not None and state is not None, "FreshToken comes first"
-                            reply = await self._asend(client, effect, config.base_url, state.access_token)
-                        case Wait(delay):
-                            await self._asleep(delay)
-                        case ReplaceToken(rejection):
-                            assert config is not None and state is not None, "FreshToken comes first"
-                            replace = sync_to_async(self._replace_rejected)
-                            state = await replace(rejection, state, config.base_url)
-                except Exception as err:
-                    failure = err
+        client = loop_http_client()
+        while True:
+            try:
+                effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            reply, failure = None, None
+            try:
+                match effect:
+                    case FreshToken():
+                        config, state = await self.tokens.afresh(self.min_ttl)
+                    case Send():
+                        assert config is not None and state is not None, "FreshToken comes first"
+                        reply = await self._asend(client, effect, config.base_url, state.access_token)
+                    case Wait(delay):
+                        await self._asleep(delay)
+                    case ReplaceToken(rejection):
+                        assert config is not None and state is not None, "FreshToken comes first"
+                        state = await run_token_work(
+                            self._replace_rejected, rejection, state, config.base_url
+                        )
+            except Exception as err:
+                failure = err
 
     async def _asend(self, client: httpx.AsyncClient, send: Send, base_url: str, access_token: str) -> Answer:
         try:
@@ -226,6 +231,7 @@ class AACHook(BaseHook):
                 json=send.json,
                 params=send.params,
                 headers=_headers(access_token, send.headers),
+                timeout=self.timeout,
             )
         except httpx.HTTPError as err:
             return TransportFailed(
