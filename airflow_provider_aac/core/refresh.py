@@ -78,6 +78,29 @@ def process_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a refresher claimed under its lock or lease, handed as one from claiming to spending to keeping.
+
+    One value rather than loose arguments, so that the token spent, the marker that
+    claims it and the endpoint it goes to cannot be mixed up between the steps.
+    """
+
+    state: TokenState
+    """The stored state the marker was written over: its refresh token is the one spent."""
+    endpoint: TokenEndpoint
+    """Where the refresh token is presented, resolved before anything was claimed."""
+    attempt: InFlight
+    """Our in-flight marker: its lease bounds the request's deadline."""
+    interrupted: InFlight | None
+    """An earlier attempt that did not finish, which may have spent this token already."""
+
+    @property
+    def version(self) -> Version:
+        """The stored version while our marker is in place: what releasing the claim updates over."""
+        return self.state.with_in_flight(self.attempt).version
+
+
 @dataclass
 class Refresher:
     """Runs the refresh steps for one connection; every dependency is passed in."""
@@ -137,7 +160,7 @@ class Refresher:
                 holder = self._holder(state)
                 if holder is None:
                     claim = self._prepare_and_claim(store, state, extra, guard)
-                    kept = self._spend_and_keep(within(store), state, *claim, guard)
+                    kept = self._spend_and_keep(within(store), claim, guard)
                     if kept is not None:
                         return kept
                     stale_generation = None  # another pair won: only its own freshness counts now
@@ -166,7 +189,7 @@ class Refresher:
                 assert holder is not None
                 self._wait_for_other(transaction, holder, state, deadline)
                 continue
-            kept = self._spend_and_keep(transaction, state, *claim, guard)
+            kept = self._spend_and_keep(transaction, claim, guard)
             if kept is not None:
                 return kept
             stale_generation = None
@@ -202,10 +225,8 @@ class Refresher:
 
     # -- 2. claim
 
-    def _prepare_and_claim(
-        self, store: TokenStore, state: TokenState, extra: Extra, guard: Guard
-    ) -> tuple[TokenEndpoint, InFlight, InFlight | None]:
-        """Everything that can fail without spending, then the claim: endpoint, attempt, interrupted one."""
+    def _prepare_and_claim(self, store: TokenStore, state: TokenState, extra: Extra, guard: Guard) -> Claim:
+        """Everything that can fail without spending, then the claim itself."""
         if state.chain_is_dead:
             raise self.dead_chain_error(state)
         endpoint = resolve_token_endpoint(
@@ -215,7 +236,7 @@ class Refresher:
             conn_id=self.conn_id,
         )
         interrupted = state.in_flight or InFlight.from_json(extra.get(LAST_INTERRUPTED))
-        return endpoint, self._claim(store, state, guard), interrupted
+        return Claim(state, endpoint, self._claim(store, state, guard), interrupted)
 
     def _claim(self, store: TokenStore, state: TokenState, guard: Guard) -> InFlight:
         """Write our in-flight marker (and record an ended one as interrupted) before spending."""
@@ -248,38 +269,22 @@ class Refresher:
 
     # -- 3. spend
 
-    def _spend_and_keep(
-        self,
-        section: Section,
-        state: TokenState,
-        endpoint: TokenEndpoint,
-        attempt: InFlight,
-        interrupted: InFlight | None,
-        guard: Guard,
-    ) -> TokenState | None:
+    def _spend_and_keep(self, section: Section, claim: Claim, guard: Guard) -> TokenState | None:
         with signals_deferred("an AAC token refresh was waiting for its answer or storing the new pair"):
-            grant = self._spend(section, state, endpoint, attempt, interrupted, guard)
-            return self.keeper.keep(section, state, attempt, grant)
+            grant = self._spend(section, claim, guard)
+            return self.keeper.keep(section, claim.state, claim.attempt, grant)
 
-    def _spend(
-        self,
-        section: Section,
-        state: TokenState,
-        endpoint: TokenEndpoint,
-        attempt: InFlight,
-        interrupted: InFlight | None,
-        guard: Guard,
-    ) -> TokenGrant:
+    def _spend(self, section: Section, claim: Claim, guard: Guard) -> TokenGrant:
         """The token request; our claim is released after a definite failure, kept after an unknown one."""
-        claimed = state.with_in_flight(attempt).version
+        state, interrupted = claim.state, claim.interrupted
         log.info("AAC connection %r: refreshing tokens (generation %d).", self.conn_id, state.generation)
         try:
             return request_refresh(
                 self.transport,
-                endpoint,
+                claim.endpoint,
                 state.refresh_token,
                 conn_id=self.conn_id,
-                deadline=attempt.lease_until - self.skew_margin,
+                deadline=claim.attempt.lease_until - self.skew_margin,
                 clock=self.clock,
                 sleep=self.sleep,
                 backoff=self.backoff,
@@ -288,7 +293,9 @@ class Refresher:
         except AACRefreshOutcomeUnknownError:
             raise
         except AACTokenChainBrokenError as err:
-            self._release(section, claimed, DeadChain(state.refresh_fingerprint, self.clock(), self.identity))
+            self._release(
+                section, claim.version, DeadChain(state.refresh_fingerprint, self.clock(), self.identity)
+            )
             if interrupted is not None and interrupted.spends in ("", state.refresh_fingerprint):
                 raise AACTokenChainBrokenError(
                     f"{err} An earlier refresh of this connection was interrupted ({interrupted.describe()}): "
@@ -296,7 +303,7 @@ class Refresher:
                 ) from None
             raise
         except AACError:
-            self._release(section, claimed, None)
+            self._release(section, claim.version, None)
             raise
 
     def _release(self, section: Section, claimed: Version, dead: DeadChain | None) -> None:
