@@ -244,6 +244,9 @@ class AirflowHome:
                     "AIRFLOW__CELERY__BROKER_URL": CELERY_BROKER_URL,
                     "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.sql_alchemy_conn}",
                     "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                    # Many task supervisors share one api-server on 2 CPUs: its 5 s default
+                    # failed a task start (ReadTimeout) under load.
+                    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 }
             )
         env.update(self.extra_env)
