@@ -79,13 +79,10 @@ class ApiServer(RestClient):
         self.stop()
 
 
-def _start_component(
-    component: str,
-    home: AirflowHome,
-    port: int | None = None,
-    env: Mapping[str, str] | None = None,
-    celery_concurrency: int = 2,
-) -> ManagedProcess:
+def _component_command(
+    component: str, home: AirflowHome, port: int | None, celery_concurrency: int
+) -> tuple[list[str], str, dict[str, str]]:
+    """The command line, log name and extra environment of one component; ValueError if unknown."""
     python_airflow = [sys.executable, "-m", "airflow"]
     extra_env: dict[str, str] = {}
     if component.startswith(CELERY_WORKER):
@@ -113,6 +110,17 @@ def _start_component(
         raise ValueError(
             f"unknown Airflow component {component!r}; choose from {CLUSTER_COMPONENTS} or {CELERY_WORKER}<name>"
         )
+    return args, log_name, extra_env
+
+
+def _start_component(
+    component: str,
+    home: AirflowHome,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    celery_concurrency: int = 2,
+) -> ManagedProcess:
+    args, log_name, extra_env = _component_command(component, home, port, celery_concurrency)
     return ManagedProcess(
         component,
         args,
@@ -360,6 +368,8 @@ def start_cluster(
     ]
     if "api-server" not in wanted:
         raise ValueError("the cluster needs the api-server: it serves the Execution API and the health check")
+    for component in wanted:  # refuse a wrong name before starting anything
+        _component_command(component, home, None, celery_concurrency)
     cluster = AirflowCluster(home, {})
     try:
         for component in wanted:
