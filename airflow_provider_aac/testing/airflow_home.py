@@ -103,6 +103,9 @@ class AirflowHome:
     the CLI, the api-server, the cluster and ad-hoc ``python`` subprocesses.
     ``extra_env`` is applied last, for per-suite config such as
     ``{"AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "..."}``.
+    ``executor="CeleryExecutor"`` (PostgreSQL only) adds the broker (Redis db 11, or
+    ``AAC_TEST_CELERY_BROKER_URL``), the metadata DB as result backend and a queue of
+    this home's own, for ``start_cluster(home, celery_workers=n)``.
     Creating one is cheap (a directory and, on PostgreSQL, an empty database); call
     :meth:`migrate` before starting anything on it.
     """

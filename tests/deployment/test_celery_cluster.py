@@ -32,7 +32,7 @@ import pytest
 from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
 
-pytestmark = [pytest.mark.airflow_cluster, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.airflow_cluster, pytest.mark.deployment, pytest.mark.timeout(1200)]
 
 LOCK_CONNS = ("aac_pg", "aac_redis")
 SW_CONN = "aac_sw"
@@ -52,6 +52,8 @@ DEFERRED_RUNS = 10
 WORKERS = 2
 CONCURRENCY = 4
 SLOW_PLAN = 3
+# Long enough for several pokes even when the sensor's first try waits for a free slot.
+SLOW_PLAN_SECONDS = 30.0
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.([A-Za-z0-9_-]{10,})\.[A-Za-z0-9_-]*")
 
 DAG_FILE = textwrap.dedent(
@@ -91,11 +93,13 @@ DAG_FILE = textwrap.dedent(
                 deferrable=True, poll_interval=1,
             )
         started = AACRunPlanOperator(
-            task_id="start_slow_plan", aac_conn_id="aac_redis", plan_id={SLOW_PLAN}, wait_for_completion=False
+            task_id="start_slow_plan", aac_conn_id="aac_redis", plan_id={SLOW_PLAN}, wait_for_completion=False,
+            priority_weight=100,
         )
         started >> AACPlanRunSensor(
             task_id="wait_slow_plan", aac_conn_id="aac_pg", mode="reschedule", poke_interval=2,
             timeout=600, plan_snapshot_run_id="{{{{ ti.xcom_pull(task_ids='start_slow_plan') }}}}",
+            priority_weight=100,
         )
 
 
@@ -112,7 +116,7 @@ DAG_FILE = textwrap.dedent(
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[AACSimulator]:
     with AACSimulator(access_ttl=ACCESS_TTL, run_duration=6.0) as sim:
-        sim.add_plan(SLOW_PLAN, duration=12.0, name="Slow plan")
+        sim.add_plan(SLOW_PLAN, duration=SLOW_PLAN_SECONDS, name="Slow plan")
         yield sim
 
 
