@@ -25,6 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "airflow_cluster: starts a full Airflow cluster (scheduler, dag-processor, ...); slow"
     )
+    config.addinivalue_line(
+        "markers", "deployment: a distributed deployment (CeleryExecutor, two workers); slow, about 5 min"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Airflow components on a throwaway home: an api-server alone, or a whole LocalExecutor cluster.
+"""Airflow components on a throwaway home: an api-server alone, or a whole cluster.
 
 The cluster runs api-server, scheduler, dag-processor and triggerer as separate
 processes, so tasks run under Airflow's real task supervisor (where ORM access is
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +28,15 @@ CLUSTER_COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor
 # Health-endpoint keys per component (the api-server has none: answering is its health).
 _HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 _TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+CELERY_WORKER = "celery-worker:"
+# Every worker runs on this machine, so socket.getfqdn() would name them all alike; the
+# worker's environment names it instead ([core] hostname_callable -> worker_hostname).
+_HOSTNAME_VAR = "AAC_TEST_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """The ``[core] hostname_callable`` of the test's Celery workers: their ``--hostname``."""
+    return os.environ.get(_HOSTNAME_VAR) or socket.getfqdn()
 
 
 class ApiServer(RestClient):
@@ -68,22 +79,52 @@ class ApiServer(RestClient):
         self.stop()
 
 
-def _start_component(
-    component: str, home: AirflowHome, port: int | None = None, env: Mapping[str, str] | None = None
-) -> ManagedProcess:
+def _component_command(
+    component: str, home: AirflowHome, port: int | None, celery_concurrency: int
+) -> tuple[list[str], str, dict[str, str]]:
+    """The command line, log name and extra environment of one component; ValueError if unknown."""
     python_airflow = [sys.executable, "-m", "airflow"]
-    if component == "api-server":
+    extra_env: dict[str, str] = {}
+    if component.startswith(CELERY_WORKER):
+        name = component.removeprefix(CELERY_WORKER)
+        if home.executor != "CeleryExecutor" or not name.isidentifier():
+            raise ValueError(f"{component!r} needs a CeleryExecutor home and a plain worker name")
+        args = [
+            *python_airflow, "celery", "worker", "--celery-hostname", name, "--concurrency",
+            str(celery_concurrency), "--queues", home.celery_queue, "--pid", str(home.path / f"{name}.pid"),
+            # Task logs land in the home's shared log folder; two log servers would want one port.
+            "--skip-serve-logs",
+        ]  # fmt: skip
+        log_name = f"celery-worker-{name}"
+        extra_env = {
+            _HOSTNAME_VAR: name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+        }
+    elif component == "api-server":
         args = [*python_airflow, "api-server", "--port", str(port or home.api_port), "--workers", "1"]
         log_name = f"api-server-{port}" if port else "api-server"
     elif component in ("scheduler", "dag-processor", "triggerer"):
         args = [*python_airflow, component]
         log_name = component
     else:
-        raise ValueError(f"unknown Airflow component {component!r}; choose from {CLUSTER_COMPONENTS}")
+        raise ValueError(
+            f"unknown Airflow component {component!r}; choose from {CLUSTER_COMPONENTS} or {CELERY_WORKER}<name>"
+        )
+    return args, log_name, extra_env
+
+
+def _start_component(
+    component: str,
+    home: AirflowHome,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    celery_concurrency: int = 2,
+) -> ManagedProcess:
+    args, log_name, extra_env = _component_command(component, home, port, celery_concurrency)
     return ManagedProcess(
         component,
         args,
-        {**home.env(), **(env or {})},
+        {**home.env(), **extra_env, **(env or {})},
         home.path / "component-logs" / f"{log_name}.log",
         cwd=home.path,
     )
@@ -112,7 +153,7 @@ def start_api_server(
 
 
 class AirflowCluster(RestClient):
-    """api-server + scheduler + dag-processor + triggerer on one home (LocalExecutor)."""
+    """api-server + scheduler + dag-processor + triggerer on one home, plus any Celery workers."""
 
     def __init__(self, home: AirflowHome, processes: Mapping[str, ManagedProcess]) -> None:
         super().__init__(home.base_url, home.username, home.password)
@@ -129,13 +170,15 @@ class AirflowCluster(RestClient):
         return "\n".join(p.log_tail(lines) for p in self.processes.values())
 
     def wait_healthy(self, timeout: float = 180.0) -> dict[str, Any]:
-        """Until the api-server answers and every started job component reports a live heartbeat."""
+        """Until the api-server answers, every started job component reports a live heartbeat,
+        and every Celery worker has logged that it is ready (workers have no health entry)."""
         wanted = [_HEALTH_KEYS[c] for c in self.processes if c in _HEALTH_KEYS]
+        workers = [p for c, p in self.processes.items() if c.startswith(CELERY_WORKER)]
 
         def probe() -> dict[str, Any] | None:
             self.check_alive()
             answer = health(self.base_url)
-            if answer is None:
+            if answer is None or not all(_celery_ready(p) for p in workers):
                 return None
             if all((answer.get(key) or {}).get("status") == "healthy" for key in wanted):
                 return answer
@@ -238,7 +281,9 @@ class AirflowCluster(RestClient):
         )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        body = self.request_ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        body = self.request_ok(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+        )
         return list(body["task_instances"])
 
     def task_log_records(
@@ -293,21 +338,44 @@ class AirflowCluster(RestClient):
             raise AirflowEnvError(f"pool_set({name!r}) answered {resp.status_code}: {resp.text}")
 
 
+def _celery_ready(worker: ManagedProcess) -> bool:
+    """Celery logs ``<name>@<host> ready.`` once it consumes from its queues."""
+    try:
+        return " ready." in worker.log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+
+
 def start_cluster(
-    home: AirflowHome, components: Iterable[str] = CLUSTER_COMPONENTS, timeout: float = 180.0
+    home: AirflowHome,
+    components: Iterable[str] = CLUSTER_COMPONENTS,
+    timeout: float = 180.0,
+    *,
+    celery_workers: int = 0,
+    celery_concurrency: int = 2,
 ) -> AirflowCluster:
     """Start the components on ``home`` (already migrated) and wait until all are healthy.
 
     Components start in parallel (the job components retry their DB work, and none needs
     the api-server until a task runs), which roughly halves the start time on 2 CPUs.
+    ``celery_workers=n`` (a CeleryExecutor home) adds workers ``w1`` .. ``wn``, each
+    running up to ``celery_concurrency`` tasks; ``celery-worker:<name>`` in ``components``
+    names one directly.
     """
     wanted = list(dict.fromkeys(components))
+    wanted += [
+        f"{CELERY_WORKER}w{i}" for i in range(1, celery_workers + 1) if f"{CELERY_WORKER}w{i}" not in wanted
+    ]
     if "api-server" not in wanted:
         raise ValueError("the cluster needs the api-server: it serves the Execution API and the health check")
+    for component in wanted:  # refuse a wrong name before starting anything
+        _component_command(component, home, None, celery_concurrency)
     cluster = AirflowCluster(home, {})
     try:
         for component in wanted:
-            cluster.processes[component] = _start_component(component, home)
+            cluster.processes[component] = _start_component(
+                component, home, celery_concurrency=celery_concurrency
+            )
         cluster.wait_healthy(timeout)
     except BaseException:
         cluster.stop()

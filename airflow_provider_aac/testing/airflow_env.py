@@ -12,8 +12,8 @@ modules behind it are split by concept:
   interpreter, ``get_connection_extra`` reads back what a writer stored, unmasked.
 - :func:`start_api_server` / :class:`ApiServer` and :func:`start_cluster` /
   :class:`AirflowCluster` (``airflow_cluster``): ``airflow api-server`` alone, or
-  api-server, scheduler, dag-processor and triggerer (LocalExecutor) with calls to
-  trigger a DAG and wait for its run.
+  api-server, scheduler, dag-processor and triggerer (LocalExecutor, or CeleryExecutor
+  with ``celery_workers=n`` Celery workers) with calls to trigger a DAG and wait for its run.
 - :func:`poll_until`, :func:`free_port` (``processes``): waiting on a real signal with a
   deadline, and ports nobody else uses. Every process is stopped by process group and
   recorded descendants, and swept at exit, so a crashed run leaves nothing behind.

@@ -37,6 +37,10 @@ from airflow_provider_aac.testing.processes import AirflowEnvError, free_port, s
 from airflow_provider_aac.testing.simulator import AACSimulator
 
 Backend = Literal["postgres", "sqlite"]
+Executor = Literal["LocalExecutor", "CeleryExecutor"]
+# The Redis db (on 127.0.0.1:6379) that CeleryExecutor homes use as their broker; the lock
+# tests use db 0, so queues and locks never meet.
+CELERY_BROKER_URL = os.environ.get("AAC_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
@@ -57,13 +61,16 @@ class AirflowCliError(AirflowEnvError):
         )
 
 
-def minted_aac_extra(simulator: AACSimulator, **extra: Any) -> dict[str, Any]:
+def minted_aac_extra(
+    simulator: AACSimulator, *, access_ttl: float | None = None, **extra: Any
+) -> dict[str, Any]:
     """An ``aac`` connection's extra holding a pair freshly minted by ``simulator``, plus ``extra``.
 
     The tokens go straight from the simulator into the connection, so a test never
-    holds, prints or commits one.
+    holds, prints or commits one. ``access_ttl`` gives this token family its own
+    access-token lifetime (default: the simulator's).
     """
-    pair = simulator.mint_pair()
+    pair = simulator.mint_pair(access_ttl=access_ttl)
     return {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"], **extra}
 
 
@@ -96,6 +103,9 @@ class AirflowHome:
     the CLI, the api-server, the cluster and ad-hoc ``python`` subprocesses.
     ``extra_env`` is applied last, for per-suite config such as
     ``{"AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": "..."}``.
+    ``executor="CeleryExecutor"`` (PostgreSQL only) adds the broker (Redis db 11, or
+    ``AAC_TEST_CELERY_BROKER_URL``), the metadata DB as result backend and a queue of
+    this home's own, for ``start_cluster(home, celery_workers=n)``.
     Creating one is cheap (a directory and, on PostgreSQL, an empty database); call
     :meth:`migrate` before starting anything on it.
     """
@@ -108,10 +118,21 @@ class AirflowHome:
         extra_env: Mapping[str, str] | None = None,
         base_dir: Path | None = None,
         keep: bool | None = None,
+        executor: Executor = "LocalExecutor",
     ) -> None:
         if backend not in ("postgres", "sqlite"):
             raise ValueError(f"backend must be 'postgres' or 'sqlite', not {backend!r}")
+        if executor not in ("LocalExecutor", "CeleryExecutor"):
+            raise ValueError(f"executor must be 'LocalExecutor' or 'CeleryExecutor', not {executor!r}")
+        if executor == "CeleryExecutor" and backend != "postgres":
+            raise ValueError(
+                "CeleryExecutor needs the postgres backend (its result backend and many writers)"
+            )
         self.backend: Backend = backend
+        self.executor: Executor = executor
+        # Celery: a queue of this home's own, so homes sharing the broker's Redis db never
+        # take each other's tasks.
+        self.celery_queue = f"aac-{secrets.token_hex(4)}"
         self.extra_env: dict[str, str] = dict(extra_env or {})
         self.keep = os.environ.get("AAC_TEST_KEEP_HOMES") == "1" if keep is None else keep
         self.path = Path(tempfile.mkdtemp(prefix=f"aac-airflow-{backend}-", dir=base_dir))
@@ -187,7 +208,7 @@ class AirflowHome:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.path / "plugins"),
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": "8",
                 "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
@@ -220,6 +241,17 @@ class AirflowHome:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.executor == "CeleryExecutor":
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": CELERY_BROKER_URL,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.sql_alchemy_conn}",
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                    # Many task supervisors share one api-server on 2 CPUs: its 5 s default
+                    # failed a task start (ReadTimeout) under load.
+                    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+                }
+            )
         env.update(self.extra_env)
         env.update(overrides)
         return env
@@ -296,11 +328,12 @@ class AirflowHome:
             args += ["--conn-extra", json.dumps(dict(extra))]
         self.run_cli(*args)
 
-    def add_aac_connection(self, conn_id: str, simulator: AACSimulator, **extra: Any) -> None:
+    def add_aac_connection(
+        self, conn_id: str, simulator: AACSimulator, *, access_ttl: float | None = None, **extra: Any
+    ) -> None:
         """An ``aac`` connection on ``simulator`` with a freshly minted pair (see :func:`minted_aac_extra`)."""
-        self.add_connection(
-            conn_id, "aac", host=simulator.base_url, extra=minted_aac_extra(simulator, **extra)
-        )
+        extra = minted_aac_extra(simulator, access_ttl=access_ttl, **extra)
+        self.add_connection(conn_id, "aac", host=simulator.base_url, extra=extra)
 
     def add_lock_connection(self, conn_id: str, backend: Literal["postgres", "redis"]) -> None:
         """A ``lock_conn_id`` target on this machine's PostgreSQL (5432) or Redis (6379).

@@ -23,6 +23,7 @@ import httpx
 import jwt
 import pytest
 
+from airflow_provider_aac.testing.airflow_cluster import worker_hostname
 from airflow_provider_aac.testing.airflow_env import (
     AirflowCluster,
     AirflowHome,
@@ -87,6 +88,28 @@ def test_env_is_complete_and_isolated_from_the_callers_airflow(monkeypatch: pyte
         assert json.loads(home.passwords_file.read_text()) == {home.username: home.password}
         path = home.path
     assert not path.exists()
+
+
+def test_a_celery_home_has_its_own_queue_on_the_broker_and_workers_name_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No cluster: the settings a CeleryExecutor home hands its components, and the refusals."""
+    require_postgres()
+    with pytest.raises(ValueError, match="postgres"):
+        AirflowHome(backend="sqlite", executor="CeleryExecutor")
+    with AirflowHome(backend="postgres", executor="CeleryExecutor") as home, AirflowHome("sqlite") as local:
+        env = home.env()
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+{home.sql_alchemy_conn}"
+        assert env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == home.celery_queue != local.celery_queue
+        assert "AIRFLOW__CELERY__BROKER_URL" not in local.env()
+        with pytest.raises(ValueError, match="CeleryExecutor home"):
+            start_cluster(local, ["api-server", "celery-worker:w1"])
+    monkeypatch.setenv("AAC_TEST_WORKER_HOSTNAME", "w7")
+    assert worker_hostname() == "w7"
+    monkeypatch.delenv("AAC_TEST_WORKER_HOSTNAME")
+    assert worker_hostname() == socket.getfqdn()
 
 
 def test_postgres_home_creates_and_drops_its_own_database() -> None:
