@@ -32,8 +32,8 @@ from airflow_provider_aac.testing.airflow_cluster import (
     start_api_server,
     start_cluster,
 )
-from airflow_provider_aac.testing.airflow_home import AirflowCliError, AirflowHome, Backend, StoredConnection
-from airflow_provider_aac.testing.metadata_databases import postgres_unavailable_reason
+from airflow_provider_aac.testing.airflow_home import AirflowCliError, AirflowHome, Backend
+from airflow_provider_aac.testing.metadata_databases import StoredConnection, postgres_unavailable_reason
 from airflow_provider_aac.testing.processes import AirflowEnvError, free_port, poll_until
 
 __all__ = [

@@ -19,14 +19,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet
 
 from airflow_provider_aac.testing.metadata_databases import (
+    STORED_CONNECTION_QUERY,
+    StoredConnection,
     create_pg_database,
+    decrypted_connection,
     drop_pg_database,
     pg_maintenance_url,
     query_pg,
@@ -72,24 +74,6 @@ def minted_aac_extra(
     """
     pair = simulator.mint_pair(access_ttl=access_ttl)
     return {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"], **extra}
-
-
-@dataclass(frozen=True)
-class StoredConnection:
-    """A connection row as stored in the metadata DB, decrypted (never masked)."""
-
-    conn_id: str
-    conn_type: str | None
-    host: str | None
-    login: str | None
-    password: str | None
-    port: int | None
-    schema: str | None
-    extra: str | None
-
-    @property
-    def extra_dejson(self) -> dict[str, Any]:
-        return json.loads(self.extra) if self.extra else {}
 
 
 _LIVE_HOMES: set[AirflowHome] = set()
@@ -372,36 +356,14 @@ class AirflowHome:
             return query_pg(str(self.db_name), sql, params)
         return query_sqlite(self.path / "airflow.db", sql, params)
 
-    def _decrypt(self, value: str | None, encrypted: bool) -> str | None:
-        if value is None or not encrypted:
-            return value
-        fernet = MultiFernet([Fernet(k.strip().encode()) for k in self.fernet_key.split(",")])
-        return fernet.decrypt(value.encode()).decode()
-
     def get_connection(self, conn_id: str) -> StoredConnection | None:
         """The stored row, decrypted with this home's Fernet key.
 
         Read straight from the metadata DB (not via REST or the CLI, which mask secrets),
         because tests must see exactly what a writer persisted.
         """
-        rows = self.query(
-            "SELECT conn_id, conn_type, host, login, password, is_encrypted, port, schema, extra, "
-            "is_extra_encrypted FROM connection WHERE conn_id = %s",
-            (conn_id,),
-        )
-        if not rows:
-            return None
-        cid, ctype, host, login, pwd, pwd_enc, port, schema, extra, extra_enc = rows[0]
-        return StoredConnection(
-            conn_id=cid,
-            conn_type=ctype,
-            host=host,
-            login=login,
-            password=self._decrypt(pwd, bool(pwd_enc)),
-            port=port,
-            schema=schema,
-            extra=self._decrypt(extra, bool(extra_enc)),
-        )
+        rows = self.query(STORED_CONNECTION_QUERY, (conn_id,))
+        return decrypted_connection(rows[0], self.fernet_key) if rows else None
 
     def get_connection_extra(self, conn_id: str) -> dict[str, Any]:
         """The stored, unmasked extra of ``conn_id``; raises KeyError when there is no row."""

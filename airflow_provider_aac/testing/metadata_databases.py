@@ -11,12 +11,17 @@ default ``postgresql://postgres@127.0.0.1:5432/postgres``).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet, MultiFernet
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -100,3 +105,47 @@ def postgres_unavailable_reason(url: str | None = None) -> str | None:
         return f"PostgreSQL not reachable at {redact_url(url)}: {detail}"
     conn.close()
     return None
+
+
+STORED_CONNECTION_QUERY = (
+    "SELECT conn_id, conn_type, host, login, password, is_encrypted, port, schema, extra, "
+    "is_extra_encrypted FROM connection WHERE conn_id = %s"
+)
+
+
+@dataclass(frozen=True)
+class StoredConnection:
+    """A connection row as stored in the metadata DB, decrypted (never masked)."""
+
+    conn_id: str
+    conn_type: str | None
+    host: str | None
+    login: str | None
+    password: str | None
+    port: int | None
+    schema: str | None
+    extra: str | None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]:
+        return json.loads(self.extra) if self.extra else {}
+
+
+def decrypted_connection(row: Sequence[Any], fernet_key: str) -> StoredConnection:
+    """A ``STORED_CONNECTION_QUERY`` row with its secrets decrypted by the home's Fernet key(s)."""
+    fernet = MultiFernet([Fernet(k.strip().encode()) for k in fernet_key.split(",")])
+
+    def decrypt(value: str | None, encrypted: bool) -> str | None:
+        return fernet.decrypt(value.encode()).decode() if value is not None and encrypted else value
+
+    cid, ctype, host, login, pwd, pwd_enc, port, schema, extra, extra_enc = row
+    return StoredConnection(
+        conn_id=cid,
+        conn_type=ctype,
+        host=host,
+        login=login,
+        password=decrypt(pwd, bool(pwd_enc)),
+        port=port,
+        schema=schema,
+        extra=decrypt(extra, bool(extra_enc)),
+    )
