@@ -1,0 +1,150 @@
+"""An expiry storm: 200 callers in 8 processes meet an expired access token together.
+
+Every caller holds the same token in its process's cache; at the moment it stops being
+fresh enough, all of them ask for one at once. The question is how many refreshes that
+costs (the goal is exactly 1: one thread per process goes to the connection, one process
+wins the row's lease, the others find its token stored) and how long the callers wait,
+against one refresh round trip measured in the same processes (the goal is a p99 within
+2x). Real PostgreSQL metadata DB, the local simulator, metadata-DB mode.
+
+Run: ``.venv/bin/python bench/expiry_storm.py`` (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until  # noqa: E402
+from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+
+ACCESS_TTL = 60.0
+MIN_TTL = 5.0
+
+CALLER = """
+import json, pathlib, sys, threading, time
+from airflow_provider_aac.hooks.aac import AACHook
+
+conn_id, reference, threads, ready, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+reference_hook = AACHook(reference)
+round_trips = []
+for _ in range(5):
+    started = time.perf_counter()
+    reference_hook.refresh_tokens(force=True)
+    round_trips.append(time.perf_counter() - started)
+hook = AACHook(conn_id)
+held = hook.get_access_token()
+stale_at = hook.tokens.read()[1].expires_at() - {min_ttl}
+pathlib.Path(ready).touch()
+while not pathlib.Path(go).exists():
+    time.sleep(0.01)
+waits, renewed = [], []
+start = threading.Barrier(threads)
+
+def caller():
+    mine = AACHook(conn_id)
+    start.wait()
+    time.sleep(max(0.0, stale_at + 0.01 - time.time()))
+    asked = time.perf_counter()
+    token = mine.get_access_token()
+    waits.append(time.perf_counter() - asked)
+    renewed.append(token != held)
+
+workers = [threading.Thread(target=caller) for _ in range(threads)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+print(json.dumps({{"waits": waits, "renewed": sum(renewed), "round_trips": round_trips}}))
+"""
+
+
+def storm(home: AirflowHome, processes: int, threads: int, workdir: Path) -> dict[str, float]:
+    with AACSimulator(access_ttl=ACCESS_TTL) as sim:
+        home.add_aac_connection("bench_storm", sim, refresh_mode="metadata_db", min_ttl=MIN_TTL)
+        for index in range(processes):
+            home.add_aac_connection(f"bench_storm_ref_{index}", sim, refresh_mode="metadata_db")
+        code = CALLER.format(min_ttl=MIN_TTL)
+        go = workdir / "go"
+        callers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    "bench_storm",
+                    f"bench_storm_ref_{index}",
+                    str(threads),
+                    str(workdir / f"ready.{index}"),
+                    str(go),
+                ],
+                env=home.env(_AIRFLOW_PROCESS_CONTEXT="server"),
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(processes)
+        ]
+        poll_until(
+            lambda: len(list(workdir.glob("ready.*"))) == processes or None,
+            timeout=ACCESS_TTL - MIN_TTL - 10,
+            what="the storm's processes to hold the token",
+        )
+        refreshes_before = sim.stats()["refreshes"]
+        go.touch()
+        results = []
+        for caller in callers:
+            out, err = caller.communicate(timeout=ACCESS_TTL + 120)
+            if caller.returncode != 0:
+                raise RuntimeError(f"a storm process failed:\n{err[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        stats = sim.stats()
+    waits = sorted(w for r in results for w in r["waits"])
+    return {
+        "callers": len(waits),
+        "renewed": sum(r["renewed"] for r in results),
+        "refreshes": stats["refreshes"] - refreshes_before,
+        "reuses": stats["reuses"],
+        "p50": statistics.median(waits),
+        "p99": waits[min(len(waits) - 1, round(0.99 * (len(waits) - 1)))],
+        "max": waits[-1],
+        "round_trip": statistics.median(t for r in results for t in r["round_trips"]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=25, help="callers per process")
+    args = parser.parse_args()
+    with AirflowHome(backend="postgres") as home, tempfile.TemporaryDirectory() as tmp:
+        home.migrate()
+        started = time.monotonic()
+        row = storm(home, args.processes, args.threads, Path(tmp))
+        print(f"\nExpiry storm ({time.monotonic() - started:.0f} s), metadata-DB mode, milliseconds:")
+        print(
+            f"{'processes':>9} {'callers':>7} {'renewed':>7} {'refreshes':>9} {'reuses':>6} "
+            f"{'round trip':>10} {'p50 wait':>8} {'p99 wait':>8} {'max':>7} {'p99/trip':>8}"
+        )
+        trip = row["round_trip"]
+        print(
+            f"{args.processes:>9} {row['callers']:>7} {row['renewed']:>7} {row['refreshes']:>9} "
+            f"{row['reuses']:>6} {trip * 1e3:>10.1f} {float(row['p50']) * 1e3:>8.1f} "
+            f"{float(row['p99']) * 1e3:>8.1f} {float(row['max']) * 1e3:>7.1f} "
+            f"{float(row['p99']) / trip:>7.2f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
