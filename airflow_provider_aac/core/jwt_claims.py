@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-
 from airflow_provider_aac.core.errors import AACConfigError
 from airflow_provider_aac.core.text import text
 
@@ -31,6 +29,10 @@ class AccessTokenClaims:
 
 def read_claims(access_token: str, *, where: str = "the connection") -> AccessTokenClaims:
     """Decode the payload without verification; a non-JWT is a configuration error."""
+    # Imported here: PyJWT pulls in cryptography (~80 ms), which every DAG file importing an
+    # operator would pay at parse time, though only a task that reads a token needs it.
+    import jwt
+
     try:
         payload: dict[str, Any] = jwt.decode(
             access_token, options={"verify_signature": False}, algorithms=["RS256", "HS256", "ES256"]

@@ -42,7 +42,6 @@ from airflow_provider_aac.runs import (
     timeout_message,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 
 try:
     from airflow.sdk.configuration import conf
@@ -204,6 +203,9 @@ class AACRunOperatorBase(BaseOperator):
         if state is not None and state.terminal:
             return self._finish(state)
         if self.deferrable:
+            # Imported here: the trigger pulls in Airflow's trigger machinery, which only a deferral needs.
+            from airflow_provider_aac.triggers.aac import AACRunTrigger
+
             self.defer(
                 trigger=AACRunTrigger(
                     kind=self.kind.value,
@@ -321,6 +323,8 @@ class AACRunOperatorBase(BaseOperator):
             return self._complete(context, event)
 
     def _complete(self, context: Context, payload: dict[str, Any]) -> int:
+        from airflow_provider_aac.triggers.aac import RunEvent
+
         event = RunEvent.from_payload(payload)
         if event.run_id is None:
             raise AACRunError(f"The trigger's event names no AAC run: {payload}")

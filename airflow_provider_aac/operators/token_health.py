@@ -38,7 +38,6 @@ from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     read_config,
 )
-from airflow_provider_aac.tokens.manager import TokenManager
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -130,6 +129,10 @@ class AACTokenHealthOperator(BaseOperator):
         wanted = config.refresh_dag_id
         if self.refresh_dag_id is None or wanted == self.refresh_dag_id:
             return
+        # Imported here: the token manager pulls in requests and the refresh machinery, which a
+        # DAG file importing this operator does not need to parse.
+        from airflow_provider_aac.tokens.manager import TokenManager
+
         if not TokenManager(self.aac_conn_id).tasks_wait_for_refresh_dag(config):
             return
         self.log.warning(

@@ -27,7 +27,6 @@ from airflow_provider_aac.runs import (
     run_url,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 
 try:
     from airflow.sdk.configuration import conf
@@ -104,6 +103,9 @@ class AACRunSensorBase(BaseSensorOperator):
         if self.poke(context):
             return None
         end_time = time.time() + self.timeout
+        # Imported here: the trigger pulls in Airflow's trigger machinery, which only a deferral needs.
+        from airflow_provider_aac.triggers.aac import AACRunTrigger
+
         self.defer(
             trigger=AACRunTrigger(
                 kind=self.kind.value,
@@ -138,6 +140,8 @@ class AACRunSensorBase(BaseSensorOperator):
             self._complete(event)
 
     def _complete(self, payload: dict[str, Any]) -> None:
+        from airflow_provider_aac.triggers.aac import RunEvent
+
         event = RunEvent.from_payload(payload)
         status = event.status
         if status == "success":
