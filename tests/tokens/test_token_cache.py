@@ -10,6 +10,8 @@ import json
 import textwrap
 from typing import Any
 
+import pytest
+
 from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 
@@ -66,73 +68,60 @@ def test_a_fresh_token_is_served_from_memory(airflow_pg_home: AirflowHome) -> No
     assert stats["refreshes"] == 0
 
 
-def test_threads_meeting_an_expired_token_share_one_read_and_one_refresh(
-    airflow_pg_home: AirflowHome,
+STORM = """
+hook = AACHook(CONN_ID)
+first = hook.get_access_token()
+while hook.tokens.read()[1].seconds_left(time.time()) > 0.5:
+    time.sleep(0.05)
+before = hook.tokens.read()[1].generation
+reads.clear()
+got = ask_all()
+stored = len(reads)
+report(distinct=len(set(got)), renewed=first not in got, reads=stored,
+       refreshes=hook.tokens.read()[1].generation - before)
+"""
+
+IN_THREADS = """
+def ask_all():
+    start = threading.Barrier(16)
+    got = []
+
+    def ask():
+        start.wait()
+        got.append(AACHook(CONN_ID).get_access_token())
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return got
+"""
+
+IN_COROUTINES = """
+def ask_all():
+    async def main():
+        hooks = [AACHook(CONN_ID) for _ in range(100)]
+        return await asyncio.gather(*(h.aget_access_token() for h in hooks))
+
+    return asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("callers", [IN_THREADS, IN_COROUTINES], ids=["16 threads", "100 coroutines"])
+def test_callers_meeting_an_expired_token_share_one_read_and_one_refresh(
+    airflow_pg_home: AirflowHome, callers: str
 ) -> None:
+    conn_id = f"aac_cache_storm_{len(callers)}"
     with AACSimulator(access_ttl=3) as sim:
-        airflow_pg_home.add_aac_connection("aac_cache_storm", sim, min_ttl=1)
-        out = run(
-            airflow_pg_home,
-            """
-            hook = AACHook("aac_cache_storm")
-            first = hook.get_access_token()
-            while hook.tokens.read()[1].seconds_left(time.time()) > 0.5:
-                time.sleep(0.05)
-            before = hook.tokens.read()[1].generation
-            reads.clear()
-            start = threading.Barrier(16)
-            got = []
-
-            def ask():
-                start.wait()
-                got.append(AACHook("aac_cache_storm").get_access_token())
-
-            threads = [threading.Thread(target=ask) for _ in range(16)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            stored = len(reads)
-            report(distinct=len(set(got)), renewed=first not in got, reads=stored,
-                   refreshes=hook.tokens.read()[1].generation - before)
-            """,
-        )
+        airflow_pg_home.add_aac_connection(conn_id, sim, min_ttl=1)
+        out = run(airflow_pg_home, f"CONN_ID = {conn_id!r}\n{callers}{STORM}")
         stats = sim.stats()
     assert out["distinct"] == 1 and out["renewed"] is True
     assert out["refreshes"] == 1, "the interpreter's start may take a first refresh; the storm one more"
     assert stats["reuses"] == 0
-    # One thread reads, then its refresh reads and writes the row under its lease; the
-    # other fifteen wait for it and read nothing.
-    assert out["reads"] <= 4, out
-
-
-def test_coroutines_on_one_loop_share_one_refresh(airflow_pg_home: AirflowHome) -> None:
-    with AACSimulator(access_ttl=3) as sim:
-        airflow_pg_home.add_aac_connection("aac_cache_async", sim, min_ttl=1)
-        out = run(
-            airflow_pg_home,
-            """
-            hook = AACHook("aac_cache_async")
-            first = hook.get_access_token()
-            while hook.tokens.read()[1].seconds_left(time.time()) > 0.5:
-                time.sleep(0.05)
-            before = hook.tokens.read()[1].generation
-            reads.clear()
-
-            async def main():
-                hooks = [AACHook("aac_cache_async") for _ in range(100)]
-                return await asyncio.gather(*(h.aget_access_token() for h in hooks))
-
-            got = asyncio.run(main())
-            stored = len(reads)
-            report(distinct=len(set(got)), renewed=first not in got, reads=stored,
-                   refreshes=hook.tokens.read()[1].generation - before)
-            """,
-        )
-        stats = sim.stats()
-    assert out["distinct"] == 1 and out["renewed"] is True
-    assert out["refreshes"] == 1, "the interpreter's start may take a first refresh; the storm one more"
-    assert stats["reuses"] == 0
+    # One caller reads, then its refresh reads and writes the row under its lease; the
+    # others wait for it and read nothing.
     assert out["reads"] <= 4, out
 
 
