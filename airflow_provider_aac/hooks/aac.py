@@ -43,7 +43,7 @@ from airflow_provider_aac.tokens.connection import (
 )
 from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
 from airflow_provider_aac.tokens.token_cache import run_token_work
-from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, loop_http_client, requests_was_sent
+from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, loop_http, requests_was_sent
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -199,7 +199,7 @@ class AACHook(BaseHook):
         state: TokenState | None = None
         reply: Answer | None = None
         failure: Exception | None = None
-        client = loop_http_client()
+        http = loop_http()
         while True:
             try:
                 effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
@@ -211,8 +211,12 @@ class AACHook(BaseHook):
                     case FreshToken():
                         config, state = await self.tokens.afresh(self.min_ttl)
                     case Send():
-                        assert config is not None and state is not None, "FreshToken comes first"
-                        reply = await self._asend(client, effect, config.base_url, state.access_token)
+                        async with http.slots:
+                            # A poll may have waited for its slot: send the token held now.
+                            config, state = await self.tokens.afresh(self.min_ttl)
+                            reply = await self._asend(
+                                http.client, effect, config.base_url, state.access_token
+                            )
                     case Wait(delay):
                         await self._asleep(delay)
                     case ReplaceToken(rejection):

@@ -26,7 +26,7 @@ from airflow_provider_aac.operators.run_base import (
 )
 from airflow_provider_aac.runs import RunKind, is_templated
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
-from airflow_provider_aac.tokens.manager import FORCE_GENERATION_CONF
+from airflow_provider_aac.tokens.publication import FORCE_GENERATION_CONF
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

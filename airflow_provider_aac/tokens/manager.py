@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import Rescue
-from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
+from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
-from airflow_provider_aac.errors import AACConfigError, AACError, AACRefreshNotPublishedError
+from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 from airflow_provider_aac.tokens.connection import (
@@ -30,6 +30,7 @@ from airflow_provider_aac.tokens.connection import (
 )
 from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
+from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.tokens.token_cache import Held, TokenCache, process_token_cache, run_token_work
 from airflow_provider_aac.transport import requests_token_transport
@@ -37,14 +38,11 @@ from airflow_provider_aac.transport import requests_token_transport
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_PUBLISH_WAIT = 120.0
-PUBLISH_POLL_INTERVAL = 1.0
 # A token rejected this soon after it was issued is not the problem (a disabled user,
 # another workspace, a revoked family): replacing it again would only rotate the chain.
 REJECTION_COOLDOWN = 60.0
 # Short-lived tokens shorten the cool-down to this share of their life, or a 401 would outlast them.
 REJECTION_COOLDOWN_SHARE = 1 / 4
-FORCE_GENERATION_CONF = "aac_force_generation"
 
 
 @dataclass(frozen=True)
@@ -267,7 +265,13 @@ class TokenManager:
             raise refresher.dead_chain_error(state)
         log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, mode.value)
         if mode is RefreshMode.SINGLE_WRITER and not as_writer:
-            state = self._wait_for_publication(config, min_ttl, stale_generation)
+            state = PublicationWait(
+                self.conn_id,
+                clock=self._clock,
+                sleep=self._sleep,
+                api=lambda: self._api_client(config),
+                dead_chain_error=refresher.dead_chain_error,
+            ).wait(config, min_ttl, stale_generation, budget=self._publish_wait)
         elif mode is RefreshMode.METADATA_DB or (
             as_writer and orm_available() and not config.airflow_api_conn_id
         ):
@@ -334,72 +338,6 @@ class TokenManager:
                 "user allowed to edit connections) and name it in the extra."
             )
         return api_conn_id
-
-    def _wait_for_publication(
-        self, config: AACConnectionConfig, min_ttl: float | None, stale_generation: int | None
-    ) -> TokenState:
-        """Single-writer mode: tasks never spend the token; they wait for the refresh DAG."""
-        state = config.token_state()
-        self._request_refresh_run(config, state.generation, forced=stale_generation is not None)
-        budget = self._publish_wait
-        if budget is None:
-            budget = config.seconds("publish_wait") or DEFAULT_PUBLISH_WAIT
-        deadline = self._clock() + budget
-        log.info(
-            "AAC connection %r: waiting up to %.0f s for the refresh DAG %r to publish a fresh token.",
-            self.conn_id,
-            budget,
-            config.refresh_dag_id,
-        )
-        while True:
-            published = stale_generation is None or state.generation != stale_generation
-            if published and state.is_fresh(self._clock(), min_ttl):
-                return state
-            if state.chain_is_dead:
-                raise self.refresher(config).dead_chain_error(state)
-            if self._clock() >= deadline:
-                break
-            self._sleep(min(PUBLISH_POLL_INTERVAL, max(0.0, deadline - self._clock())))
-            state = read_config(self.conn_id).token_state()
-        left = state.seconds_left(self._clock())
-        if left > 0 and (stale_generation is None or state.generation != stale_generation):
-            log.warning(
-                "AAC connection %r: no fresher token was published; using the stored one (%.0f s left, "
-                "wanted %.0f s).",
-                self.conn_id,
-                left,
-                effective_min_ttl(min_ttl, state.lifetime()),
-            )
-            return state
-        raise AACRefreshNotPublishedError(
-            f"Connection {self.conn_id!r} is in single-writer mode: only the refresh DAG "
-            f"{config.refresh_dag_id!r} may spend its refresh token, and it published no fresh access token "
-            f"within {budget:.0f} s. Make sure that DAG is unpaused and its pool has a free slot (or give "
-            "the connection a 'lock_conn_id' and 'airflow_api_conn_id' so workers can refresh safely)."
-        )
-
-    def _request_refresh_run(self, config: AACConnectionConfig, generation: int, *, forced: bool) -> None:
-        """Ask for one refresh DAG run per generation; a forced one replaces a rejected token.
-
-        The run id names the connection and generation, so the many tasks that need the
-        same refresh ask once: Airflow refuses a second run with the same id.
-        """
-        if not config.airflow_api_conn_id or config.extra.get("trigger_refresh_dag") is False:
-            return
-        kind = "forced" if forced else "due"
-        run_id = f"aac_{kind}__{self.conn_id}__g{generation}"
-        conf = {FORCE_GENERATION_CONF: generation} if forced else {}
-        try:
-            created = self._api_client(config).trigger_dag_run(config.refresh_dag_id, conf, run_id=run_id)
-        except AACError as err:
-            log.warning("AAC connection %r: could not ask for a refresh DAG run: %s", self.conn_id, err)
-        else:
-            log.info(
-                "AAC connection %r: %s refresh DAG run %s.",
-                self.conn_id,
-                "asked for" if created else "a request is already pending:",
-                run_id,
-            )
 
 
 def _chosen_mode(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshMode:
