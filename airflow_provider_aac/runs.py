@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aac.core.exchange import Exchange, api_call
 from airflow_provider_aac.core.retry import Backoff
@@ -30,8 +30,10 @@ from airflow_provider_aac.errors import (
     AACRunFailedError,
     AACTransientError,
 )
-from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
+
+if TYPE_CHECKING:
+    from airflow_provider_aac.hooks.aac import AACHook
 
 log = logging.getLogger(__name__)
 

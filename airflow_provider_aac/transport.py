@@ -1,4 +1,6 @@
-"""The HTTP edges: requests for sync code, httpx for triggers.
+"""The requests edge: the token POST, and what a failed request may have done.
+
+(The httpx edge of async ``/v4`` calls is ``async_http``.)
 
 Their one job beyond sending is to tell whether a failed request may have reached the
 server, because the core retries only what cannot have taken effect.
@@ -14,65 +16,23 @@ a send past the moment the caller stopped being the only one allowed to spend.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from airflow_provider_aac.core.api import USER_AGENT
 from airflow_provider_aac.core.oauth import RawResponse, SendWindow, TokenTransport, TransportFailure
 
-USER_AGENT = "airflow-provider-aac"
 CONNECT_TIMEOUT = 10.0
-
-# Requests at once per event loop. httpcore's pool does work per queued request and
-# connection on every change, so a triggerer with 1,000 polls queued in it spent seconds of
-# loop time there; polls beyond this many wait on a semaphore instead, which costs nothing.
-LOOP_CONNECTIONS = 16
-
-
-@dataclass
-class LoopHttp:
-    """The running event loop's one httpx client and the slots that bound its requests."""
-
-    client: httpx.AsyncClient
-    slots: asyncio.Semaphore
-
-
-_loop_http: dict[asyncio.AbstractEventLoop, LoopHttp] = {}
-_loop_http_lock = threading.Lock()
-
-
-def loop_http() -> LoopHttp:
-    """The running loop's client, shared by every AAC call on that loop.
-
-    A triggerer runs hundreds of polls a minute on one loop: a client per request would
-    cost each poll a new SSL context (about 20 ms of loop time) and a new connection.
-    Clients of loops that have closed are dropped here. Timeouts are per request.
-    """
-    loop = asyncio.get_running_loop()
-    with _loop_http_lock:
-        for closed in [other for other in _loop_http if other.is_closed()]:
-            del _loop_http[closed]
-        http = _loop_http.get(loop)
-        if http is None or http.client.is_closed:
-            limits = httpx.Limits(
-                max_connections=LOOP_CONNECTIONS, max_keepalive_connections=LOOP_CONNECTIONS
-            )
-            http = _loop_http[loop] = LoopHttp(
-                httpx.AsyncClient(follow_redirects=False, limits=limits), asyncio.Semaphore(LOOP_CONNECTIONS)
-            )
-        return http
 
 
 def requests_was_sent(err: requests.RequestException) -> bool:
@@ -86,12 +46,6 @@ def requests_was_sent(err: requests.RequestException) -> bool:
             reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
         )
     return not isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema)
-
-
-def httpx_was_sent(err: httpx.HTTPError) -> bool:
-    return not isinstance(
-        err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol
-    )
 
 
 class _TooLateToSend(Exception):

@@ -19,8 +19,9 @@ import pytest
 import requests
 import urllib3
 
+from airflow_provider_aac.async_http import httpx_was_sent
 from airflow_provider_aac.core.oauth import SendWindow, TransportFailure
-from airflow_provider_aac.transport import httpx_was_sent, requests_token_transport, requests_was_sent
+from airflow_provider_aac.transport import requests_token_transport, requests_was_sent
 
 SHORT = 0.3
 
@@ -308,7 +309,7 @@ def test_token_transport_checks_the_gate_after_connecting_and_before_sending() -
     assert sent.startswith(b"POST /as/token")
 
 
-# --------------------------------------------------------------------------- httpx
+# --------------------------------------------------------------------------- httpx (async_http)
 
 
 def test_httpx_connection_refused_was_not_sent() -> None:

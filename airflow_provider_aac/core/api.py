@@ -24,6 +24,7 @@ from airflow_provider_aac.core.errors import (
 from airflow_provider_aac.core.rate_limits import rate_limit_wait
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 
+USER_AGENT = "airflow-provider-aac"
 API_PREFIX = "/v4/"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 EXECUTION_ID_HEADER = "x-execution-id"

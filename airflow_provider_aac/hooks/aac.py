@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
-import requests
 from airflow.sdk import BaseHook
-from requests.auth import AuthBase
 
-from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiResponse
+from airflow_provider_aac.async_http import httpx_was_sent, loop_http
+from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, USER_AGENT, ApiResponse
 from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
 from airflow_provider_aac.core.exchange import (
     Answer,
@@ -41,9 +40,12 @@ from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     read_config,
 )
-from airflow_provider_aac.tokens.manager import RefreshOutcome, TokenManager
 from airflow_provider_aac.tokens.token_cache import run_token_work
-from airflow_provider_aac.transport import USER_AGENT, httpx_was_sent, loop_http, requests_was_sent
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_aac.tokens.manager import RefreshOutcome
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -87,7 +89,11 @@ class AACHook(BaseHook):
         self.backoff = backoff
         self._sleep = sleep
         self._asleep = asleep
-        self._http = requests.Session()
+        self._http: requests.Session | None = None
+        # Imported here, not at the top: DAG files and triggers import this module, and the
+        # refresh machinery (requests among it) is only needed once a hook is made.
+        from airflow_provider_aac.tokens.manager import TokenManager
+
         self.tokens = TokenManager(aac_conn_id)
 
     @property
@@ -105,6 +111,8 @@ class AACHook(BaseHook):
 
     def get_conn(self) -> requests.Session:
         """A session whose requests carry a fresh bearer token, retried once after a 401."""
+        import requests
+
         session = requests.Session()
         session.auth = _BearerAuth(self)
         session.headers["User-Agent"] = USER_AGENT
@@ -155,6 +163,12 @@ class AACHook(BaseHook):
                 failure = err
 
     def _send(self, send: Send, base_url: str, access_token: str) -> Answer:
+        import requests
+
+        from airflow_provider_aac.transport import requests_was_sent
+
+        if self._http is None:
+            self._http = requests.Session()
         try:
             response = self._http.request(
                 send.method,
@@ -277,8 +291,11 @@ class AACHook(BaseHook):
         return UI_FIELD_BEHAVIOUR
 
 
-class _BearerAuth(AuthBase):
-    """Adds the token per request; on a 401, replaces that token once and resends."""
+class _BearerAuth:
+    """Adds the token per request; on a 401, replaces that token once and resends.
+
+    A plain callable (requests takes any as ``auth``), so this module needs no requests import.
+    """
 
     def __init__(self, hook: AACHook) -> None:
         self.hook = hook

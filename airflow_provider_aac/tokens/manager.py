@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import Rescue
@@ -21,7 +21,6 @@ from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.secrets import mask_tokens
-from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     RefreshMode,
@@ -33,7 +32,9 @@ from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_ava
 from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.tokens.token_cache import Held, TokenCache, process_token_cache, run_token_work
-from airflow_provider_aac.transport import requests_token_transport
+
+if TYPE_CHECKING:
+    from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,6 +89,8 @@ class TokenManager:
         self._sleep = sleep
         self._publish_wait = publish_wait
         self._rescue = rescue
+        from airflow_provider_aac.transport import requests_token_transport
+
         self._transport = requests_token_transport()
         self._api: AirflowApiClient | None = None
 
@@ -286,7 +289,7 @@ class TokenManager:
 
             state = self._locked(config, refresher, in_metadata_db)
         else:
-            store = RestTokenStore(self.conn_id, self._api_client(config))
+            store = self._rest_store(config)
 
             def through_rest(guard: Guard) -> TokenState:
                 return refresher.under_lock(
@@ -306,7 +309,7 @@ class TokenManager:
         if orm_available():
             section = lambda: metadata_db_section(self.conn_id)  # noqa: E731
         else:
-            store = RestTokenStore(self.conn_id, self._api_client(config))
+            store = self._rest_store(config)
             section = within(store)
         restored = self._locked(config, refresher, lambda guard: refresher.complete_held(section))
         self._cached.forget()
@@ -320,7 +323,14 @@ class TokenManager:
         with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as held:
             return run(held.ensure_held)
 
+    def _rest_store(self, config: AACConnectionConfig) -> RestTokenStore:
+        from airflow_provider_aac.tokens.airflow_api import RestTokenStore
+
+        return RestTokenStore(self.conn_id, self._api_client(config))
+
     def _api_client(self, config: AACConnectionConfig) -> AirflowApiClient:
+        from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
+
         api_conn_id = self._api_conn_id(config)
         if self._api is None or self._api.api_conn_id != api_conn_id:
             self._api = AirflowApiClient(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
 from airflow_provider_aac.errors import AACError, AACRefreshNotPublishedError, AACTokenChainBrokenError
-from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, read_config
+
+if TYPE_CHECKING:
+    from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
 
 log = logging.getLogger(__name__)
 
