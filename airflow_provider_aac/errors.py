@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from airflow_provider_aac.compat import AirflowException, AirflowFailException
 from airflow_provider_aac.core.errors import (
     AACApiError,
     AACClientRejectedError,
@@ -31,11 +32,6 @@ from airflow_provider_aac.core.errors import (
     AACTokenChainBrokenError,
     AACTransientError,
 )
-
-try:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from airflow_provider_aac.runs import RunState

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from airflow_provider_aac.compat import AirflowFailException
 from airflow_provider_aac.errors import (
     AACApiError,
     AACConfigError,
@@ -23,11 +24,6 @@ from airflow_provider_aac.errors import (
     AACRunFailedError,
     AACTokenChainBrokenError,
 )
-
-try:
-    from airflow.sdk.exceptions import AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
 E = TypeVar("E", bound=BaseException)
 

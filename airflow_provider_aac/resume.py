@@ -131,7 +131,9 @@ class VariableStore:
 
 
 def store_for(context: Mapping[str, Any]) -> RecordStore:
-    accessor = context.get("task_state_store")
+    from airflow_provider_aac.compat import task_state_store
+
+    accessor = task_state_store(context)
     if accessor is not None:
         return TaskStateStore(accessor)
     ti = context["ti"]

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
-from airflow.sdk import BaseHook
 
 from airflow_provider_aac.async_http import httpx_was_sent, loop_http
+from airflow_provider_aac.compat import BaseHook
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, USER_AGENT, ApiResponse
 from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
 from airflow_provider_aac.core.exchange import (
@@ -284,11 +284,20 @@ class AACHook(BaseHook):
         return True, f"Connected to AAC as {who}." if who else "Connected to AAC."
 
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 3.0 and 3.1 ask the hook for the form; 3.2+ read ``conn-fields`` instead."""
+        from airflow_provider_aac.compat import connection_form_widgets
+        from airflow_provider_aac.get_provider_info import CONN_FIELDS
+
+        return connection_form_widgets(CONN_FIELDS)
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """For Airflow before 3.2; later versions read ``ui-field-behaviour`` from the provider info."""
+        """Airflow 3.0 and 3.1 ask the hook; 3.2+ read ``ui-field-behaviour`` instead."""
+        from airflow_provider_aac.compat import ui_field_behaviour
         from airflow_provider_aac.get_provider_info import UI_FIELD_BEHAVIOUR
 
-        return UI_FIELD_BEHAVIOUR
+        return ui_field_behaviour(UI_FIELD_BEHAVIOUR)
 
 
 class _BearerAuth:

@@ -6,10 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
-try:
-    from airflow.sdk.execution_time.xcom import XCom
-except ImportError:  # pragma: no cover - Airflow 3.0 before the SDK XCom
-    from airflow.models.xcom import XCom  # type: ignore[no-redef]
+from airflow_provider_aac.compat import XCom
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aac.compat import conf
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse
 from airflow_provider_aac.core.rate_limits import RUN_GATE
 from airflow_provider_aac.errors import (
@@ -42,11 +43,6 @@ from airflow_provider_aac.runs import (
     timeout_message,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-
-try:
-    from airflow.sdk.configuration import conf
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.configuration import conf
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

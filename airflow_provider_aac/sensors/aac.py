@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 
+from airflow_provider_aac.compat import AirflowSensorTimeout, conf
 from airflow_provider_aac.errors import AACError, AACRunError
 from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import AACHook
@@ -27,13 +28,6 @@ from airflow_provider_aac.runs import (
     run_url,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
-
-try:
-    from airflow.sdk.configuration import conf
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-except ImportError:  # pragma: no cover - Airflow 3.0
-    from airflow.configuration import conf
-    from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

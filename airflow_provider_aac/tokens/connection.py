@@ -155,7 +155,7 @@ def get_named_connection(conn_id: str, *, named_by: str | None = None, aac_conn_
     and triggers may keep polling through it. On "not defined", the store is asked once
     whether it answers at all.
     """
-    from airflow.sdk import BaseHook
+    from airflow_provider_aac.compat import BaseHook
 
     try:
         return BaseHook.get_connection(conn_id)
@@ -165,6 +165,14 @@ def get_named_connection(conn_id: str, *, named_by: str | None = None, aac_conn_
                 f"Could not read connection {conn_id!r} ({type(err).__name__}); Airflow's API server or "
                 "metadata DB may be restarting. Try again."
             ) from None
+    variable = environment_variable_defining(conn_id)
+    if variable:
+        # Before Airflow 3.2 the lookup skips a variable it cannot parse and reports "not defined".
+        raise AACConfigError(
+            f"Connection {conn_id!r} is defined by the environment variable {variable}, but Airflow could "
+            "not read it: its value must be a connection URI or JSON whose extra is a JSON object. "
+            f"Fix {variable}."
+        )
     unreachable = connection_store_unreachable()
     if unreachable:
         raise AACStoreUnavailableError(
@@ -193,10 +201,8 @@ def connection_store_unreachable() -> str | None:
 def execution_api_unreachable() -> str | None:
     import httpx
 
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # pragma: no cover - Airflow 3.0
-        from airflow.configuration import conf
+    from airflow_provider_aac.compat import conf
+
     base = conf.get("api", "base_url", fallback="/") or "/"
     if base.startswith("/"):
         base = f"http://localhost:8080{base}"

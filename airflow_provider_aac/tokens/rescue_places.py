@@ -47,19 +47,15 @@ class _Plain:
 
 def airflow_fernet() -> Cipher | None:
     """Airflow's Fernet, or None when no ``[core] fernet_key`` is configured."""
-    try:
-        from airflow.sdk.crypto import get_fernet
-    except ImportError:  # pragma: no cover - Airflow 3.0
-        from airflow.models.crypto import get_fernet  # type: ignore[no-redef,unused-ignore]
+    from airflow_provider_aac.compat import get_fernet
+
     fernet = get_fernet()
     return fernet if getattr(fernet, "is_encrypted", False) else None
 
 
 def rescue_dir() -> Path:
-    try:
-        from airflow.sdk.configuration import conf
-    except ImportError:  # pragma: no cover - Airflow 3.0
-        from airflow.configuration import conf
+    from airflow_provider_aac.compat import conf
+
     configured = conf.get("aac", "rescue_dir", fallback=None)
     if configured:
         return Path(configured)

@@ -11,6 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from airflow_provider_aac.compat import TRIGGERER_CALLS_ON_KILL
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.failures import is_retryable
 from airflow_provider_aac.hooks.aac import AACHook
@@ -25,17 +26,6 @@ from airflow_provider_aac.runs import (
     timeout_message,
 )
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
-
-
-def _triggerer_calls_on_kill() -> bool:
-    """From Airflow 3.3 the triggerer calls ``on_kill`` only when a user stops the task."""
-    from airflow import __version__
-    from packaging.version import Version
-
-    return Version(Version(__version__).base_version) >= Version("3.3.0")
-
-
-TRIGGERER_CALLS_ON_KILL = _triggerer_calls_on_kill()
 
 
 @dataclass(frozen=True)

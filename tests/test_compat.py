@@ -1,0 +1,50 @@
+"""The one compat module answers for the Airflow release it runs on (3.0 to 3.3).
+
+CI runs this file on the newest patch of every supported release (``make compat``),
+so each moved name and each form path is checked where it really differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from airflow import __version__ as airflow_version
+
+from airflow_provider_aac import compat
+from airflow_provider_aac.get_provider_info import CONN_FIELDS
+
+
+@pytest.mark.parametrize("name", sorted(compat._HOMES))
+def test_every_moved_name_resolves_on_this_airflow(name: str) -> None:
+    value = getattr(compat, name)
+    assert inspect.isclass(value) or callable(value) or hasattr(value, "get"), (name, value)
+
+
+def test_version_facts_follow_the_installed_release() -> None:
+    major, minor = (int(part) for part in airflow_version.split(".")[:2])
+    assert (major, minor) >= (3, 0)
+    assert ((major, minor) >= (3, 2)) == compat.DECLARATIVE_CONNECTION_FORM
+    assert ((major, minor) >= (3, 3)) == compat.TRIGGERER_CALLS_ON_KILL
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'NotAName'"):
+        compat.NotAName  # noqa: B018
+
+
+def test_the_ui_gets_the_whole_form_on_this_airflow() -> None:
+    """What the api-server sends the connection form, through whichever path this release uses."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    HookMetaService.hook_meta_data.cache_clear()
+    (meta,) = [hook for hook in HookMetaService.hook_meta_data() if hook.connection_type == "aac"]
+    assert meta.hook_name == "Alteryx Analytics Cloud"
+    fields = meta.extra_fields or {}
+    assert set(fields) == set(CONN_FIELDS)
+    for secret in ("access_token", "refresh_token"):
+        assert fields[secret]["schema"]["format"] == "password", secret
+    assert fields["client_id"]["schema"].get("format") != "password"
+    assert meta.standard_fields is not None and meta.standard_fields.host is not None
+    assert (meta.standard_fields.host.title or "").startswith("API base URL")
+    assert meta.standard_fields.password is not None and meta.standard_fields.password.hidden
