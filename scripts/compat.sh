@@ -3,7 +3,8 @@
 # Unit tests, the hook end to end on a real metadata DB, the connection form, and one DAG run
 # under the real task supervisor with a deferral. The full suite runs on the pinned 3.3.
 #   usage: scripts/compat.sh [AIRFLOW_VERSION ...]   (default: 3.0.6 3.1.8 3.2.2)
-# Each release's venv is cached outside the clone, keyed by what it was built from.
+# Each release's venv is cached outside the clone, keyed by this script and its constraints;
+# the provider and its own dependencies are (re)installed into it on every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 versions=("$@")
@@ -20,17 +21,17 @@ tests=(
 status=0
 for version in "${versions[@]}"; do
   constraints=".ci/constraints/airflow-${version%.*}.txt"
-  key=$(cat pyproject.toml "$0" "$constraints" | sha256sum | cut -c1-12)
+  key=$(cat "$0" "$constraints" | sha256sum | cut -c1-12)
   venv="$cache/airflow-$version-$key"
   if [ ! -f "$venv/.built" ]; then
     echo "compat $version: building $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet -c "$constraints" "apache-airflow==$version" ".[postgres,redis]" "${test_deps[@]}"
+    "$venv/bin/pip" install --quiet -c "$constraints" "apache-airflow==$version" "${test_deps[@]}"
     touch "$venv/.built"
   fi
-  "$venv/bin/pip" install --quiet --no-deps -e .
+  "$venv/bin/pip" install --quiet -c "$constraints" -e ".[postgres,redis]" "apache-airflow==$version"
   home=$(mktemp -d)
   started=$(date +%s)
   if AIRFLOW_HOME="$home" "$venv/bin/pytest" -p no:cacheprovider -q "${tests[@]}"; then

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +44,7 @@ class CachedTokens:
     held: Held | None = None
     flight: threading.Lock = field(default_factory=threading.Lock)
     _guard: threading.Lock = field(default_factory=threading.Lock)
-    _async_flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    _async_flights: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(default_factory=dict)
 
     def fresh(self, now: float, min_ttl: float | None) -> Held | None:
         held = self.held
@@ -66,9 +63,15 @@ class CachedTokens:
             self.held = None
 
     def async_flight(self) -> asyncio.Lock:
-        """The lock that lets one coroutine per event loop fetch for the others."""
+        """The lock that lets one coroutine per event loop fetch for the others.
+
+        A lock holds its loop once used, so a weak mapping would never let go of either;
+        the locks of loops that have closed are dropped here instead.
+        """
         loop = asyncio.get_running_loop()
         with self._guard:
+            for closed in [other for other in self._async_flights if other.is_closed()]:
+                del self._async_flights[closed]
             lock = self._async_flights.get(loop)
             if lock is None:
                 lock = self._async_flights[loop] = asyncio.Lock()

@@ -6,14 +6,18 @@ Connection reads are counted where they happen, in the SQL Airflow's engine send
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import textwrap
+import weakref
 from typing import Any
 
 import pytest
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
+from airflow_provider_aac.tokens.token_cache import CachedTokens
 
 PRELUDE = textwrap.dedent(
     """
@@ -152,3 +156,25 @@ def test_a_401_drops_the_held_token_and_reads_the_newer_one(airflow_pg_home: Air
     assert out["status"] == 200
     assert out["renewed"] is True and out["generation_after"] == 1
     assert stats["refreshes"] == 1 and stats["reuses"] == 0
+
+
+def test_an_entry_lets_go_of_event_loops_that_have_closed() -> None:
+    """A triggerer or a test runner makes many loops; a closed one must not stay in memory."""
+    entry = CachedTokens()
+
+    async def contend() -> None:
+        lock = entry.async_flight()
+        async with lock:
+            waiter = asyncio.create_task(lock.acquire())  # a waiter ties the lock to this loop
+            await asyncio.sleep(0)
+        await waiter
+        lock.release()
+
+    old = asyncio.new_event_loop()
+    old.run_until_complete(contend())
+    old.close()
+    gone = weakref.ref(old)
+    del old
+    asyncio.run(contend())
+    gc.collect()
+    assert gone() is None
