@@ -5,7 +5,9 @@ release, connection forms became declarative in 3.2 (``conn-fields`` in the prov
 info), and 3.3 added the task state store and a triggerer that calls ``on_kill`` only
 when a user stops the task. The rest of the package takes these from here, never with
 a ``try``/``except ImportError`` of its own, so dropping a release means deleting its
-lines in this module.
+lines in this module. One difference needs no switch and lives where it is handled: before
+3.2 the triggerer serves a connection read only to a thread asgiref started, so token work
+always runs through asgiref (``tokens/token_cache.py``).
 
 Moved names load on first use (PEP 562): importing one costs only its own module.
 """

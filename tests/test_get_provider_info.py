@@ -14,7 +14,7 @@ from airflow_provider_aac.testing.airflow_env import AirflowHome
 def test_airflow_lists_the_provider_and_keeps_the_connection_type(airflow_sqlite_home: AirflowHome) -> None:
     stdout = airflow_sqlite_home.run_cli("providers", "list", "-o", "json").stdout
     # Airflow 3.0 prints its plugins' log lines before the JSON.
-    listed = json.loads(next(line for line in stdout.splitlines() if line.startswith("[")))
+    listed = json.loads(next(line for line in stdout.splitlines() if line.startswith("[{")))
     assert any(p["package_name"] == "airflow-provider-aac" for p in listed)
     airflow_sqlite_home.add_connection("aac_registered", "aac", host="https://us1.alteryxcloud.com")
     stored = airflow_sqlite_home.get_connection("aac_registered")

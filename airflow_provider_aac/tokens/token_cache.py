@@ -115,10 +115,16 @@ def process_token_cache() -> TokenCache:
 
 
 async def run_token_work(work: Callable[..., T], *args: object) -> T:
-    """Run blocking token work off the event loop, on the provider's own small pool."""
+    """Run blocking token work off the event loop, on the provider's own small pool.
+
+    Through asgiref rather than ``run_in_executor``: before Airflow 3.2 the triggerer
+    answers a connection read (``async_to_sync``) only from a thread asgiref started.
+    """
+    from asgiref.sync import sync_to_async
+
     global _token_work
     with _token_work_lock:
         if _token_work is None:
             _token_work = ThreadPoolExecutor(TOKEN_WORK_THREADS, thread_name_prefix="aac-token-work")
         executor = _token_work
-    return await asyncio.get_running_loop().run_in_executor(executor, work, *args)
+    return await sync_to_async(work, thread_sensitive=False, executor=executor)(*args)
