@@ -7,8 +7,11 @@ import json
 import pytest
 
 from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
-from airflow_provider_aac.get_provider_info import get_provider_info
+from airflow_provider_aac.core import token_state
+from airflow_provider_aac.core.token_state import TokenState
+from airflow_provider_aac.get_provider_info import CONN_FIELDS, MAINTAINED_KEYS, get_provider_info
 from airflow_provider_aac.testing.airflow_env import AirflowHome
+from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode
 
 
 def test_airflow_lists_the_provider_and_keeps_the_connection_type(airflow_sqlite_home: AirflowHome) -> None:
@@ -30,7 +33,7 @@ def test_form_shows_the_tokens_as_secrets_and_the_host_as_the_api_base_url() -> 
     assert widgets["extra__aac__refresh_token"].is_sensitive
     assert not widgets["extra__aac__client_id"].is_sensitive
     behaviour = manager.field_behaviours["aac"]
-    assert behaviour["relabeling"]["host"] == "API base URL"
+    assert behaviour["relabeling"]["host"] == "API base URL (required)"
     assert behaviour["placeholders"]["host"] == "https://us1.alteryxcloud.com"
     assert {"login", "password", "schema", "port"} <= set(behaviour["hidden_fields"])
 
@@ -55,3 +58,35 @@ def test_links_and_triggers_are_importable() -> None:
     for trigger in info["triggers"]:
         for module in trigger["python-modules"]:
             assert hasattr(importlib.import_module(module), "AACRunTrigger")
+
+
+def test_the_form_hides_exactly_the_keys_the_provider_maintains() -> None:
+    assert MAINTAINED_KEYS == token_state.MAINTAINED_KEYS
+    for key in MAINTAINED_KEYS:
+        # Airflow's form renders a field with a const as a hidden input carrying the stored value.
+        assert CONN_FIELDS[key]["schema"].get("const")
+    settings = {k: v for k, v in CONN_FIELDS.items() if k not in MAINTAINED_KEYS}
+    assert not any(field["schema"].get("const") for field in settings.values())
+
+
+def test_refresh_mode_offers_the_modes_with_a_labelled_default_and_no_null() -> None:
+    schema = CONN_FIELDS["refresh_mode"]["schema"]
+    assert schema["enum"] == [mode.value for mode in RefreshMode]
+    assert schema["default"] == RefreshMode.AUTO.value
+    assert set(schema["values_display"]) == set(schema["enum"])
+    assert schema["values_display"]["auto"].startswith("auto (default)")
+
+
+def test_only_the_tokens_are_required() -> None:
+    required = {k for k, v in CONN_FIELDS.items() if "null" not in v["schema"].get("type", ["null"])}
+    assert required == {"access_token", "refresh_token"}
+
+
+def test_an_extra_saved_by_the_form_reads_as_a_fresh_pair() -> None:
+    """The form stores every declared key, null when left empty: that is a pasted pair, generation 0."""
+    extra = dict.fromkeys(CONN_FIELDS) | {"access_token": "a", "refresh_token": "r", "refresh_mode": "auto"}
+    state = TokenState.from_extra(extra, conn_id="aac_form")
+    assert (state.generation, state.in_flight, state.dead_chain, state.refreshed_at) == (0, None, None, None)
+    config = AACConnectionConfig(conn_id="aac_form", base_url="https://us1.alteryxcloud.com", extra=extra)
+    assert config.refresh_mode is RefreshMode.AUTO and config.min_ttl is None and config.lock_conn_id is None
+    assert set(state.merged_into(extra)) == set(extra) - set(MAINTAINED_KEYS) | {"generation"}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import httpx
 
 from airflow_provider_aac.async_http import httpx_was_sent, loop_http
-from airflow_provider_aac.compat import BaseHook
+from airflow_provider_aac.compat import BaseHook, connection_tested_as
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, USER_AGENT, ApiResponse
 from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
 from airflow_provider_aac.core.exchange import (
@@ -38,6 +38,7 @@ from airflow_provider_aac.tokens.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
     AACConnectionConfig,
+    environment_variable_defining,
     read_config,
 )
 from airflow_provider_aac.tokens.token_cache import run_token_work
@@ -271,17 +272,34 @@ class AACHook(BaseHook):
         return replacement
 
     def test_connection(self) -> tuple[bool, str]:
-        """Call ``GET /v4/people/current``; never spends the refresh token where it cannot be stored."""
+        """Call ``GET /v4/people/current``; never spends the refresh token where it cannot be stored.
+
+        Airflow's Test button runs this on a temporary copy under a random id: the answer
+        names the user's connection instead, and says why a due refresh was not made.
+        """
+        tested = connection_tested_as(self.aac_conn_id)
         try:
             person = self.request("GET", "/v4/people/current").data
         except AACError as err:
-            return False, str(err)
+            return False, str(err) if tested is None else self._copy_failure(err, tested)
         who = (
             person.get("email") or person.get("name") or person.get("id")
             if isinstance(person, dict)
             else None
         )
-        return True, f"Connected to AAC as {who}." if who else "Connected to AAC."
+        connected = f"Connected to AAC as {who}." if who else "Connected to AAC."
+        return True, connected if tested is None else f"Connection {tested!r}: {connected}"
+
+    def _copy_failure(self, err: AACError, tested: str) -> str:
+        copy_variable = environment_variable_defining(self.aac_conn_id)
+        if copy_variable and copy_variable in str(err):
+            return (
+                f"Connection {tested!r}: the access token is due for a refresh, which a test cannot make: "
+                "Airflow tests a temporary copy of the connection, where the rotated refresh token would "
+                "be lost. Nothing was spent. The next task that uses the connection refreshes it; then "
+                "test again."
+            )
+        return str(err).replace(repr(self.aac_conn_id), repr(tested))
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
