@@ -166,7 +166,11 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
             f"{earlier.describe()} was interrupted and no refresh has succeeded since; if the next one fails "
             "with invalid_grant, generate a new pair in AAC.",
         )
-    held = rescue_for(config).pending(conn_id, state.refresh_fingerprint)
+    try:
+        held = rescue_for(config).pending(conn_id, state.refresh_fingerprint)
+    except AACError as err:
+        chain.worsen(DEGRADED_WORD, f"Could not look for a held pair: {err}")
+        return chain
     if held is not None:
         chain.held_pair = {"held_at": when(held.held_at), "by": held.by}
         chain.worsen(

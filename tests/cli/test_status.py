@@ -121,3 +121,15 @@ def test_without_a_conn_id_every_aac_connection_is_listed_and_the_worst_decides(
     assert verdicts["aac_cli_status_all_b"] == "unreadable"
     assert "has no access_token and no refresh_token" in json.dumps(report)
     assert result.returncode != 0
+
+
+def test_a_lock_connection_that_does_not_exist_degrades_instead_of_crashing(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    conn_id = "aac_cli_status_no_lock"
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(conn_id, sim, lock_conn_id="aac_cli_no_such_lock")
+        result = aac(airflow_pg_home, "status", conn_id)
+    assert result.returncode == DEGRADED, result.stderr[-3000:]
+    assert "Could not look for a held pair: Connection 'aac_cli_no_such_lock'" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airflow_provider_aac.cli.connect import region_of
-from airflow_provider_aac.cli.token_input import parse_pair
+from airflow_provider_aac.cli.token_input import parse_pair, read_pair
 from airflow_provider_aac.errors import AACConfigError
 
 
@@ -49,3 +51,13 @@ def test_the_region_comes_from_an_aac_host_name(url: str | None, region: str | N
 def test_the_same_token_twice_is_refused() -> None:
     with pytest.raises(AACConfigError, match="are the same; paste both tokens AAC showed"):
         parse_pair("same\nsame", where="stdin")
+
+
+def test_a_file_is_read_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    tokens = tmp_path / "pair.json"
+    tokens.write_text('{"access_token": "a.b.c", "refresh_token": "r1"}')
+    assert read_pair(from_stdin=False, from_file=str(tokens)).refresh_token == "r1"
+    with pytest.raises(AACConfigError, match=r"Cannot read .*missing\.json: No such file or directory"):
+        read_pair(from_stdin=False, from_file=str(tmp_path / "missing.json"))
+    with pytest.raises(AACConfigError, match="Use --stdin or --from-file, not both"):
+        read_pair(from_stdin=True, from_file=str(tokens))
