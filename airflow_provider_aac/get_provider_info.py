@@ -147,4 +147,6 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_aac.triggers.aac"],
             }
         ],
+        # `airflow aac ...` on Airflow 3.2+; earlier versions ignore the key (use `airflow-aac`).
+        "cli": ["airflow_provider_aac.cli.definition.get_cli_commands"],
     }

@@ -228,6 +228,10 @@ class TokenManager:
             )
         return chosen
 
+    def mode_of(self, config: AACConnectionConfig, *, orm: bool, as_writer: bool = False) -> RefreshMode:
+        """The mode a process of that kind would use (for reports on other components), unchecked."""
+        return _chosen_mode(config, orm=orm, as_writer=as_writer)
+
     def tasks_wait_for_refresh_dag(self, config: AACConnectionConfig) -> bool:
         """Whether tasks, on workers where Airflow 3 blocks the ORM, leave the spending to the refresh DAG."""
         return _chosen_mode(config, orm=False, as_writer=False) is RefreshMode.SINGLE_WRITER

@@ -1,11 +1,8 @@
-"""``airflow-aac``, run as a user runs it: the installed console script, in an Airflow home."""
+"""``airflow aac restore``: a pair a refresh received but could not store goes into the connection."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import requests
 from cryptography.fernet import Fernet
@@ -16,18 +13,7 @@ from airflow_provider_aac.core.token_state import fingerprint
 from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.rescue_places import LocalSpool
-
-CLI = str(Path(sys.executable).parent / "airflow-aac")
-
-
-def run_cli(home: AirflowHome, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        env=home.env(_AIRFLOW_PROCESS_CONTEXT="server"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.cli.conftest import aac, no_token_in
 
 
 def test_restore_stores_a_pair_a_refresh_held_back(airflow_pg_home: AirflowHome) -> None:
@@ -51,20 +37,21 @@ def test_restore_stores_a_pair_a_refresh_held_back(airflow_pg_home: AirflowHome)
             )
         )
 
-        restored = run_cli(airflow_pg_home, "restore", conn_id)
+        restored = aac(airflow_pg_home, "restore", conn_id, entry="airflow-aac")
         assert restored.returncode == 0, restored.stderr[-3000:]
         assert f"Stored the held token pair in connection {conn_id!r}: generation 1." in restored.stdout
         stored = airflow_pg_home.get_connection_extra(conn_id)
         assert sim.refresh_token_status(stored["refresh_token"]) == "live"
         assert stored["refreshed_by"] == "worker-7:1234"
 
-        again = run_cli(airflow_pg_home, "restore", conn_id)
+        again = aac(airflow_pg_home, "restore", conn_id)
     assert again.returncode == 0
     assert "nothing to restore" in again.stdout
-    assert "eyJ" not in restored.stdout + restored.stderr + again.stdout + again.stderr
+    every = restored.stdout + restored.stderr + again.stdout + again.stderr
+    assert no_token_in(every, answer["access_token"], answer["refresh_token"])
 
 
 def test_restore_of_a_missing_connection_says_so(airflow_pg_home: AirflowHome) -> None:
-    result = run_cli(airflow_pg_home, "restore", "aac_cli_no_such_connection")
+    result = aac(airflow_pg_home, "restore", "aac_cli_no_such_connection")
     assert result.returncode == 1
     assert "Connection 'aac_cli_no_such_connection' does not exist" in result.stderr

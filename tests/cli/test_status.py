@@ -1,0 +1,135 @@
+"""``airflow aac status``: one word per chain, details without a token, and an exit status to alert on."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import requests
+from cryptography.fernet import Fernet
+
+from airflow_provider_aac.core.oauth import refresh_form
+from airflow_provider_aac.core.rescue import HeldPair
+from airflow_provider_aac.core.token_state import fingerprint
+from airflow_provider_aac.testing.airflow_env import AirflowHome
+from airflow_provider_aac.testing.simulator import AACSimulator
+from airflow_provider_aac.tokens.rescue_places import LocalSpool
+from tests.cli.conftest import ENTRY_POINTS, aac, no_token_in
+
+DEGRADED, DEAD = 3, 4
+
+
+def _in_days(days: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_healthy_chain_exits_0_in_both_entry_points(airflow_pg_home: AirflowHome) -> None:
+    conn_id = "aac_cli_status_healthy"
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(conn_id, sim, refresh_expires_at=_in_days(90))
+        assert aac(airflow_pg_home, "refresh", conn_id, "--force").returncode == 0
+        extra = airflow_pg_home.get_connection_extra(conn_id)
+        results = {entry: aac(airflow_pg_home, "status", conn_id, entry=entry) for entry in ENTRY_POINTS}
+        as_json = aac(airflow_pg_home, "status", conn_id, "--json")
+    for entry, result in results.items():
+        assert result.returncode == 0, (entry, result.stderr[-3000:])
+        assert result.stdout.startswith(f"{conn_id}: healthy\n"), result.stdout
+        assert re.search(r"\n  generation +1\n", result.stdout)
+        assert re.search(rf"\n  last refresh +\S+ by {re.escape(extra['refreshed_by'])}\n", result.stdout)
+        assert re.search(r"\n  refresh-token deadline +\S+ \((89\.9\d*|90\.0) days left\)\n", result.stdout)
+    assert as_json.returncode == 0
+    report = json.loads(as_json.stdout)
+    chain = report["connections"][0]
+    assert report["verdict"] == "healthy" and chain["verdict"] == "healthy" and chain["reasons"] == []
+    assert chain["generation"] == 1
+    assert 200 < chain["access_token"]["seconds_left"] <= 300
+    assert chain["last_refresh"]["by"] == extra["refreshed_by"]
+    assert chain["refresh_token"]["level"] == "ok" and 89.9 < chain["refresh_token"]["days_left"] <= 90
+    assert chain["modes"] == {
+        "api-server, scheduler, CLI": "metadata_db",
+        "tasks and triggers": "single_writer",
+        "refresh DAG task": "single_writer",
+    }
+    assert {k: chain[k] for k in ("in_flight", "interrupted", "held_pair", "dead_chain")} == dict.fromkeys(
+        ("in_flight", "interrupted", "held_pair", "dead_chain")
+    )
+    every = as_json.stdout + "".join(r.stdout + r.stderr for r in results.values())
+    assert no_token_in(every, extra["access_token"], extra["refresh_token"])
+
+
+def test_a_revoked_family_is_dead_once_a_refresh_meets_it(airflow_pg_home: AirflowHome) -> None:
+    conn_id = "aac_cli_status_dead"
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(conn_id, sim)
+        extra = airflow_pg_home.get_connection_extra(conn_id)
+        sim.revoke_family_of(extra["refresh_token"])
+        refresh = aac(airflow_pg_home, "refresh", conn_id, "--force")
+        table = aac(airflow_pg_home, "status", conn_id)
+        as_json = aac(airflow_pg_home, "status", conn_id, "--json")
+    assert refresh.returncode == 1 and "invalid_grant" in refresh.stderr
+    assert table.returncode == DEAD and table.stdout.startswith(f"{conn_id}: dead\n"), table.stdout
+    assert f"store it: airflow aac connect {conn_id}" in table.stdout
+    chain = json.loads(as_json.stdout)["connections"][0]
+    assert as_json.returncode == DEAD and chain["verdict"] == "dead"
+    assert chain["dead_chain"] is not None and chain["dead_chain"]["by"]
+    every = refresh.stdout + refresh.stderr + table.stdout + table.stderr + as_json.stdout + as_json.stderr
+    assert no_token_in(every, extra["access_token"], extra["refresh_token"])
+
+
+def test_a_held_pair_and_a_near_deadline_are_degraded(airflow_pg_home: AirflowHome) -> None:
+    conn_id = "aac_cli_status_degraded"
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(conn_id, sim, refresh_expires_at=_in_days(10))
+        near_deadline = aac(airflow_pg_home, "status", conn_id, "--json")
+        spent = airflow_pg_home.get_connection_extra(conn_id)["refresh_token"]
+        answer = requests.post(sim.token_url, data=refresh_form(spent, sim.client_id), timeout=10).json()
+        now = time.time()
+        spool = LocalSpool(airflow_pg_home.path / "aac_rescue", Fernet(airflow_pg_home.fernet_key.encode()))
+        spool.hold(
+            HeldPair(
+                conn_id,
+                fingerprint(spent),
+                answer["access_token"],
+                answer["refresh_token"],
+                answer["expires_in"],
+                requested_at=now,
+                held_at=now,
+                by="worker-7:1234",
+            )
+        )
+        held = aac(airflow_pg_home, "status", conn_id, "--warn-days", "5", "--fail-days", "2")
+    deadline_chain = json.loads(near_deadline.stdout)["connections"][0]
+    assert near_deadline.returncode == DEGRADED and deadline_chain["refresh_token"]["level"] == "warn"
+    assert held.returncode == DEGRADED, held.stdout + held.stderr
+    assert "held at" in held.stdout and "by worker-7:1234" in held.stdout
+    assert f"store it now: airflow aac restore {conn_id}" in held.stdout
+    assert no_token_in(held.stdout + held.stderr, answer["access_token"], answer["refresh_token"], spent)
+
+
+def test_without_a_conn_id_every_aac_connection_is_listed_and_the_worst_decides(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection("aac_cli_status_all_a", sim)
+        airflow_pg_home.add_connection("aac_cli_status_all_b", "aac", host=sim.base_url, extra={"x": 1})
+        result = aac(airflow_pg_home, "status", "--json")
+    report = json.loads(result.stdout)
+    verdicts = {chain["conn_id"]: chain["verdict"] for chain in report["connections"]}
+    assert verdicts["aac_cli_status_all_a"] in ("healthy", "degraded", "dead")
+    assert verdicts["aac_cli_status_all_b"] == "unreadable"
+    assert "has no access_token and no refresh_token" in json.dumps(report)
+    assert result.returncode != 0
+
+
+def test_a_lock_connection_that_does_not_exist_degrades_instead_of_crashing(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    conn_id = "aac_cli_status_no_lock"
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(conn_id, sim, lock_conn_id="aac_cli_no_such_lock")
+        result = aac(airflow_pg_home, "status", conn_id)
+    assert result.returncode == DEGRADED, result.stderr[-3000:]
+    assert "Could not look for a held pair: Connection 'aac_cli_no_such_lock'" in result.stdout
+    assert "Traceback" not in result.stderr
