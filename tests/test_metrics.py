@@ -133,7 +133,9 @@ def test_refreshes_retries_and_replacements_reach_statsd(
     assert count("aac.api.retry", "c", conn_id=good, status="503") == 1
     assert count("aac.token_endpoint.retry", "c", conn_id=good, status="429") == 1
     assert count("aac.token.refresh", "c", conn_id=good, mode="metadata_db", outcome="refreshed") == 2
-    assert count("aac.token.refresh.duration", "ms", conn_id=good, mode="metadata_db", outcome="refreshed") == 2
+    assert (
+        count("aac.token.refresh.duration", "ms", conn_id=good, mode="metadata_db", outcome="refreshed") == 2
+    )
     assert count("aac.token.lock.wait", "ms", conn_id=good, backend="postgres", outcome="acquired") == 2
     assert count("aac.token.refresh", "c", conn_id=revoked, mode="metadata_db", outcome="chain_broken") == 1
     assert count("aac.token.refresh", "c", conn_id=good, mode="metadata_db", outcome="chain_broken") == 0
