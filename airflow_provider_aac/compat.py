@@ -40,10 +40,12 @@ __all__ = [
     "AirflowSensorTimeout",
     "BaseHook",
     "XCom",
+    "airflow_stats",
     "conf",
     "connection_form_widgets",
     "connection_tested_as",
     "get_fernet",
+    "metrics_legacy_names_on",
     "task_state_store",
     "ui_field_behaviour",
 ]
@@ -156,3 +158,50 @@ def connection_tested_as(conn_id: str) -> str | None:
         if frame.f_locals.get("transient_conn_id") == conn_id and isinstance(tested, str):
             return tested
     return None
+
+
+def airflow_stats() -> Any:
+    """Airflow's own ``Stats``, sending wherever ``[metrics]`` says (StatsD, Datadog, OpenTelemetry).
+
+    Airflow 3.3 has two ``Stats``: the core's, which its components configure at start, and
+    the Task SDK's (``airflow.sdk.observability.stats``), the one for provider code, which a
+    task's runner configures and ``airflow.sdk`` configures when its serializers load. Should
+    nothing in this process have configured it yet, it is configured here, from ``[metrics]``,
+    as the task runner does, rather than dropping what is sent. 3.2 has
+    ``airflow.observability.stats``; 3.0 and 3.1 have ``airflow.stats``, which configures
+    itself from ``[metrics]`` on first use.
+    """
+    try:
+        from airflow.sdk.observability import stats as sdk_stats
+    except ImportError:
+        pass
+    else:
+        _configure_sdk_stats(sdk_stats)
+        return sdk_stats.Stats
+    import importlib
+
+    try:
+        return importlib.import_module("airflow.observability.stats").Stats
+    except ImportError:
+        return importlib.import_module("airflow.stats").Stats
+
+
+def _configure_sdk_stats(sdk_stats: Any) -> None:
+    try:
+        from airflow.sdk._shared.observability.metrics import stats as shared
+        from airflow.sdk.observability.metrics import stats_utils
+    except ImportError:
+        return
+    conf = __getattr__("conf")
+    if getattr(shared, "_factory", None) is not None:
+        return
+
+    sdk_stats.initialize(
+        factory=stats_utils.get_stats_factory(),
+        export_legacy_names=conf.getboolean("metrics", "legacy_names_on", fallback=True),
+    )
+
+
+def metrics_legacy_names_on() -> bool:
+    """``[metrics] legacy_names_on`` (3.2+; before 3.2 every metric name carried its variables)."""
+    return __getattr__("conf").getboolean("metrics", "legacy_names_on", fallback=True)

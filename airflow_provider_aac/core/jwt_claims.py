@@ -54,3 +54,20 @@ def read_claims(access_token: str, *, where: str = "the connection") -> AccessTo
 def _number_claim(payload: dict[str, Any], name: str) -> float | None:
     value = payload.get(name)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def refresh_token_expiry(refresh_token: str) -> float | None:
+    """The ``exp`` claim of a refresh token that is a JWT; None for an opaque one (or no ``exp``).
+
+    AAC documents nothing about its refresh tokens' format, so an opaque token is normal,
+    never an error: the deadline then comes only from the connection's ``refresh_expires_at``.
+    """
+    if refresh_token.count(".") != 2:
+        return None
+    import jwt
+
+    try:
+        payload = jwt.decode(refresh_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return _number_claim(payload, "exp") if isinstance(payload, dict) else None

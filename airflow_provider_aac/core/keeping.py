@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from airflow_provider_aac.core.errors import (
     AACConfigError,
@@ -25,6 +25,7 @@ from airflow_provider_aac.core.errors import (
     AACTransientError,
 )
 from airflow_provider_aac.core.oauth import TokenGrant
+from airflow_provider_aac.core.refresh_observer import RefreshObserver, Unobserved
 from airflow_provider_aac.core.rescue import HeldPair, Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
@@ -56,6 +57,7 @@ class Keeper:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     store_patience: float = STORE_PATIENCE
+    observer: RefreshObserver = field(default_factory=Unobserved)
 
     def settle(self, store: TokenStore) -> tuple[TokenState, Extra]:
         """Complete a pair held back by an earlier refresh, before deciding anything else."""
@@ -70,6 +72,7 @@ class Keeper:
             )
             self._write_held(store, held)
             self.rescue.drop(self.conn_id, held.spends)
+            self.observer.held_pair_completed()
             state, extra = store.read()
         return state, extra
 
@@ -82,6 +85,7 @@ class Keeper:
                 return None
             stored = self._write_held(store, held)
         self.rescue.drop(self.conn_id, held.spends)
+        self.observer.held_pair_completed()
         return stored
 
     def keep(
@@ -150,6 +154,7 @@ class Keeper:
             self.sleep(delay)
 
     def _held_error(self, held: HeldPair, places: list[str], cause: AACError) -> AACPairHeldError:
+        self.observer.pair_held()
         where = ", ".join(places) if places else "no rescue place (only this process's memory, now gone)"
         return AACPairHeldError(
             f"AAC connection {self.conn_id!r}: the refresh token was spent and AAC answered with a new pair, "

@@ -177,8 +177,11 @@ def request_refresh(
     sleep: Callable[[float], None],
     backoff: Backoff = DEFAULT_BACKOFF,
     before_send: Callable[[], None] = _always_allowed,
+    on_retry: Callable[[str], None] = lambda status: None,
 ) -> TokenGrant:
     """POST the refresh; retry only where the token cannot have been spent.
+
+    ``on_retry`` hears why each retry happens: the status answered (429, 503), or ``unsent``.
 
     Every attempt, and every wait between attempts, ends before ``deadline`` (by
     ``clock``): the caller's exclusive right to spend the token lasts no longer. Once an
@@ -216,6 +219,7 @@ def request_refresh(
                     "token was not spent."
                 ) from None
             earlier.append(f"could not connect ({failure})")
+            on_retry("unsent")
         except _RetryableAnswer as answer_error:
             delay = _delay_within(backoff.delay(attempt, answer_error.retry_after), deadline, clock)
             if delay is None:
@@ -224,6 +228,7 @@ def request_refresh(
                     f"({attempt} attempts). Try again later; the refresh token was not spent."
                 ) from None
             earlier.append(f"answered {answer_error.status}")
+            on_retry(str(answer_error.status))
         except AACTokenChainBrokenError as err:
             if earlier:
                 raise AACTokenChainBrokenError(

@@ -47,6 +47,7 @@ from airflow_provider_aac.core.oauth import (
     request_refresh,
     resolve_token_endpoint,
 )
+from airflow_provider_aac.core.refresh_observer import RefreshObserver, Unobserved
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
@@ -116,6 +117,7 @@ class Refresher:
     store_patience: float = STORE_PATIENCE
     takeover_grace: float = TAKEOVER_GRACE
     rescue: Rescue = field(default_factory=Rescue)
+    observer: RefreshObserver = field(default_factory=Unobserved)
     _ended_leases_seen: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -131,6 +133,7 @@ class Refresher:
             clock=self.clock,
             sleep=self.sleep,
             store_patience=self.store_patience,
+            observer=self.observer,
         )
 
     @property
@@ -289,6 +292,7 @@ class Refresher:
                 sleep=self.sleep,
                 backoff=self.backoff,
                 before_send=guard,
+                on_retry=self.observer.token_endpoint_retry,
             )
         except AACRefreshOutcomeUnknownError:
             raise
@@ -327,6 +331,14 @@ class Refresher:
         connection; its holder may still be sending, so its lease is honoured all the same.
         """
         log.info("AAC connection %r: waiting for %s.", self.conn_id, holder.describe())
+        started = self.clock()
+        outcome = "timeout"
+        try:
+            outcome = self._poll_holder(section, holder, seen, deadline)
+        finally:
+            self.observer.waited_for_holder(outcome, self.clock() - started)
+
+    def _poll_holder(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> str:
         while True:
             now = self.clock()
             if now >= deadline:
@@ -341,10 +353,10 @@ class Refresher:
                 or current.refresh_fingerprint != seen.refresh_fingerprint
                 or current.chain_is_dead
             ):
-                return
+                return "stored"
             marker = current.in_flight
             if marker is None:
                 if holder.lease_until + self.skew_margin <= self.clock():
-                    return
+                    return "taken_over"
             elif marker.attempt_id != holder.attempt_id or self._holder(current) is None:
-                return
+                return "taken_over"

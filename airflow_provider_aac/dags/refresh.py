@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -36,8 +36,8 @@ from airflow_provider_aac.tokens.connection import (
     DEFAULT_REFRESH_DAG_ID,
 )
 
-if TYPE_CHECKING:
-    pass
+Callback = Callable[[Any], None]
+"""A task callback: a function of the task's context, or a notifier (``BaseNotifier``)."""
 
 DEFAULT_POOL = "aac_token_refresh"
 DEFAULT_SCHEDULE = timedelta(minutes=1)
@@ -79,6 +79,8 @@ def create_refresh_dag(
     fail_days: float = 3,
     start_date: datetime = DEFAULT_START_DATE,
     tags: Sequence[str] = ("aac",),
+    on_failure_callback: Callback | Sequence[Callback] | None = None,
+    on_health_warning: Callback | Sequence[Callback] | None = None,
 ) -> DAG:
     """A DAG that refreshes ``aac_conn_id``'s tokens ahead of need and checks their deadline.
 
@@ -99,6 +101,11 @@ def create_refresh_dag(
       fails, so alerts fire, instead of blocking all later runs without a word;
     - the two tasks are independent leaves, so either failing fails the run (Airflow
       judges a run by its leaves) and the health check runs even when a refresh fails.
+
+    Alerts go where people look: ``on_failure_callback`` (a callable or notifier such as
+    ``SlackNotifier`` or ``SmtpNotifier``, or a list of them) runs when either task fails,
+    and ``on_health_warning`` when the health check warns (its task still succeeds). See
+    ``docs/alerts.md``.
 
     The DAG id should be the connection's ``refresh_dag_id`` (default
     ``aac_token_refresh``): tasks in single-writer mode trigger that DAG when they need a
@@ -149,6 +156,7 @@ def create_refresh_dag(
             run_interval=schedule_interval_seconds(schedule),
             pool=pool,
             pool_slots=1,
+            on_failure_callback=on_failure_callback,
         )
         AACTokenHealthOperator(
             task_id="check_token_health",
@@ -156,6 +164,8 @@ def create_refresh_dag(
             warn_days=warn_days,
             fail_days=fail_days,
             refresh_dag_id=dag_id,
+            on_failure_callback=on_failure_callback,
+            on_warning_callback=on_health_warning,
         )
     return dag
 
@@ -168,7 +178,8 @@ def _require_text(value: Any, name: str) -> None:
 def _doc(conn_id: str, pool: str, warn_days: float, fail_days: float) -> str:
     return f"""\
 Refreshes the tokens of the AAC connection `{conn_id}` before tasks need them, and
-checks the refresh token's own deadline (extra key `refresh_expires_at`): a warning
+checks the refresh token's own deadline (extra key `refresh_expires_at`, else the refresh
+token's `exp` claim when it is a JWT): a warning
 {warn_days:g} days before, a failed task {fail_days:g} days before.
 
 Needs its one-slot pool, once: `{POOL_COMMAND.format(pool=pool)}`

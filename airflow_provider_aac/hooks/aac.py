@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
+from airflow_provider_aac import metrics
 from airflow_provider_aac.async_http import httpx_was_sent, loop_http
 from airflow_provider_aac.compat import BaseHook, connection_tested_as
 from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, USER_AGENT, ApiResponse
@@ -147,7 +148,7 @@ class AACHook(BaseHook):
                 effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
             except StopIteration as stop:
                 return cast(T, stop.value)
-            reply, failure = None, None
+            answered, reply, failure = reply, None, None
             try:
                 match effect:
                     case FreshToken():
@@ -156,6 +157,7 @@ class AACHook(BaseHook):
                         assert config is not None and state is not None, "FreshToken comes first"
                         reply = self._send(effect, config.base_url, state.access_token)
                     case Wait(delay):
+                        metrics.api_retry(self.aac_conn_id, _retried_status(answered))
                         self._sleep(delay)
                     case ReplaceToken(rejection):
                         assert config is not None and state is not None, "FreshToken comes first"
@@ -220,7 +222,7 @@ class AACHook(BaseHook):
                 effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
             except StopIteration as stop:
                 return cast(T, stop.value)
-            reply, failure = None, None
+            answered, reply, failure = reply, None, None
             try:
                 match effect:
                     case FreshToken():
@@ -233,6 +235,7 @@ class AACHook(BaseHook):
                                 http.client, effect, config.base_url, state.access_token
                             )
                     case Wait(delay):
+                        metrics.api_retry(self.aac_conn_id, _retried_status(answered))
                         await self._asleep(delay)
                     case ReplaceToken(rejection):
                         assert config is not None and state is not None, "FreshToken comes first"
@@ -357,3 +360,8 @@ def _headers(access_token: str, extra: Mapping[str, str] | None) -> dict[str, st
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra or {})}
     headers["Authorization"] = f"Bearer {access_token}"
     return headers
+
+
+def _retried_status(answer: Answer | None) -> str:
+    """The ``status`` tag of a retry: the code AAC answered, or ``transport`` when no answer came."""
+    return str(answer.status) if isinstance(answer, HttpAnswer) else "transport"

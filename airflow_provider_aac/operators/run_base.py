@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aac import metrics
 from airflow_provider_aac.compat import conf
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse
 from airflow_provider_aac.core.rate_limits import RUN_GATE
@@ -132,6 +133,7 @@ class AACRunOperatorBase(BaseOperator):
         self._run_url: str | None = None
         self._ended = False
         self._resume: RunResume | None = None
+        self._run_started_at: float | None = None
 
     def _check_target(self, value: Any) -> None:
         if not is_templated(value):
@@ -181,6 +183,7 @@ class AACRunOperatorBase(BaseOperator):
             run_id = self._start(hook, target, ident, from_earlier_try=pending)
             resume.started(run_id, self.job_group_ids)
         self.aac_run_id = run_id
+        self._run_started_at = time.time()
         self._run_url = run_url(read_config(self.aac_conn_id), self.kind, run_id)
         ti = context["ti"]
         ti.xcom_push(key=RUN_ID_XCOM_KEY, value=run_id)
@@ -216,6 +219,7 @@ class AACRunOperatorBase(BaseOperator):
                     max_poll_errors=self.max_poll_errors,
                 ),
                 method_name="execute_complete",
+                kwargs={"run_started_at": self._run_started_at},
                 timeout=timedelta(
                     seconds=max(0.0, end_time - time.time()) + TRIGGER_TIMEOUT_MARGIN + 2 * self.poll_interval
                 ),
@@ -299,11 +303,13 @@ class AACRunOperatorBase(BaseOperator):
         self._ended = True
         if canceled:
             self._run_done()
+        self._measure("timeout")
         raise AACRunTimeoutError(timeout_message(self.kind, run_id, self.timeout, self._run_url, canceled))
 
     def _finish(self, state: RunState) -> int:
         self._ended = True
         self._run_done()
+        self._measure("success" if state.succeeded else "failed")
         if state.succeeded:
             self.log.info("%s ended %s.", state.describe(), state.raw)
             return state.run_id
@@ -313,8 +319,15 @@ class AACRunOperatorBase(BaseOperator):
         if self._resume is not None:
             self._resume.done()
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> int:
+    def _measure(self, outcome: str) -> None:
+        started = self._run_started_at
+        metrics.run_finished(self.kind.value, outcome, None if started is None else time.time() - started)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], run_started_at: float | None = None
+    ) -> int:
         """Back from the trigger: its event says how the run ended."""
+        self._run_started_at = run_started_at
         with failing_fast(run_failure_is_final=not self.retry_failed_runs):
             return self._complete(context, event)
 
@@ -330,6 +343,7 @@ class AACRunOperatorBase(BaseOperator):
         self.job_group_ids = list(event.job_group_ids)
         self._ended = True
         status = event.status
+        self._measure(status if status in ("success", "failed", "timeout") else "error")
         if status in ("success", "failed") or (status == "timeout" and event.canceled):
             self._resume = RunResume.open(
                 context, self.kind.value, self._target(), enabled=self.resume, logger=self.log

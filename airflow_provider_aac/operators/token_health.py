@@ -10,11 +10,13 @@ half-way?" without anyone opening the connection and seeing its secrets.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aac.core.jwt_claims import refresh_token_expiry
+from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
     HealthLevel,
@@ -32,7 +34,7 @@ from airflow_provider_aac.core.token_state import (
     parse_utc_iso,
     utc_iso,
 )
-from airflow_provider_aac.errors import AACTokenDeadlineError
+from airflow_provider_aac.errors import AACConfigError, AACTokenDeadlineError
 from airflow_provider_aac.tokens.connection import (
     DEFAULT_CONN_ID,
     AACConnectionConfig,
@@ -42,14 +44,20 @@ from airflow_provider_aac.tokens.connection import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+WarningCallback = Callable[[Any], None]
+
 
 class AACTokenHealthOperator(BaseOperator):
     """Check the recorded refresh-token deadline and report the token chain's bookkeeping.
 
-    Levels: ``ok`` and ``unknown`` (no ``refresh_expires_at`` recorded) log at info and
-    succeed; ``warn`` (within ``warn_days``) logs a warning and succeeds; ``fail`` (within
-    ``fail_days``, or past) fails the task without retries. Returns the verdict and the
-    bookkeeping as a dict (XCom) that never contains a token.
+    Levels: ``ok`` and ``unknown`` (no deadline known) log at info and succeed; ``warn``
+    (within ``warn_days``) logs a warning, calls ``on_warning_callback`` and succeeds;
+    ``fail`` (within ``fail_days``, or past) fails the task without retries, so its
+    ``on_failure_callback`` (a Slack or email notifier, say) runs. Returns the verdict and
+    the bookkeeping as a dict (XCom) that never contains a token.
+
+    The deadline is the connection's ``refresh_expires_at``; without one, the refresh
+    token's own ``exp`` claim when the token is a JWT (the explicit setting wins).
 
     :param aac_conn_id: the ``aac`` connection.
     :param warn_days: days before the deadline from which to log a warning.
@@ -57,6 +65,9 @@ class AACTokenHealthOperator(BaseOperator):
     :param refresh_dag_id: the refresh DAG this check runs in, if any: a connection in
         single-writer mode whose ``refresh_dag_id`` names another DAG is reported, since
         its tasks would then ask a DAG that does not exist (or does not refresh) for tokens.
+    :param on_warning_callback: a callable or notifier (``BaseNotifier``), or a list of them,
+        called with the task's context when the check warns; the verdict is in the
+        context as ``aac_token_health`` (the dict this task returns).
     """
 
     template_fields: Sequence[str] = ("aac_conn_id",)
@@ -69,9 +80,11 @@ class AACTokenHealthOperator(BaseOperator):
         warn_days: float = 14,
         fail_days: float = 3,
         refresh_dag_id: str | None = None,
+        on_warning_callback: WarningCallback | Sequence[WarningCallback] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.on_warning_callback = _callbacks(on_warning_callback)
         self.warn_days, self.fail_days = check_thresholds(warn_days, fail_days)
         self.aac_conn_id = aac_conn_id
         self.refresh_dag_id = refresh_dag_id
@@ -80,11 +93,16 @@ class AACTokenHealthOperator(BaseOperator):
         config = read_config(self.aac_conn_id)
         extra = config.extra
         now = time.time()
-        deadline = parse_refresh_deadline(extra.get(REFRESH_EXPIRES_AT), conn_id=self.aac_conn_id)
+        deadline, source = refresh_deadline(extra, self.aac_conn_id)
         health = assess_refresh_deadline(
             deadline, now, self.warn_days, self.fail_days, conn_id=self.aac_conn_id
         )
-        report: dict[str, Any] = {"conn_id": self.aac_conn_id, **health.as_dict(), **_bookkeeping(extra)}
+        report: dict[str, Any] = {
+            "conn_id": self.aac_conn_id,
+            **health.as_dict(),
+            "refresh_expires_at_source": source,
+            **_bookkeeping(extra),
+        }
         self._report_chain(report, extra, now)
         self._report_refresh_dag(config)
         if health.level is HealthLevel.FAIL:
@@ -92,9 +110,19 @@ class AACTokenHealthOperator(BaseOperator):
             raise AACTokenDeadlineError(health.message)
         if health.level is HealthLevel.WARN:
             self.log.warning("%s", health.message)
+            self._warn(context, report)
         else:
             self.log.info("%s", health.message)
         return report
+
+    def _warn(self, context: Context, report: dict[str, Any]) -> None:
+        """Call each warning callback; one that fails is logged, and the others still run."""
+        warned = {**context, "aac_token_health": report}
+        for callback in self.on_warning_callback:
+            try:
+                callback(warned)
+            except Exception:
+                self.log.exception("The token health warning callback %r failed.", callback)
 
     def _report_chain(self, report: dict[str, Any], extra: dict[str, Any], now: float) -> None:
         refreshed = (
@@ -144,6 +172,28 @@ class AACTokenHealthOperator(BaseOperator):
             wanted,
             self.refresh_dag_id,
         )
+
+
+def refresh_deadline(extra: dict[str, Any], conn_id: str) -> tuple[float | None, str | None]:
+    """The refresh token's deadline and where it came from: ``extra``, ``refresh_token`` (its claims), or neither."""
+    recorded = parse_refresh_deadline(extra.get(REFRESH_EXPIRES_AT), conn_id=conn_id)
+    if recorded is not None:
+        return recorded, "extra"
+    token = text(extra.get("refresh_token"), strip=False)
+    claimed = refresh_token_expiry(token) if token else None
+    return claimed, None if claimed is None else "refresh_token"
+
+
+def _callbacks(value: Any) -> list[WarningCallback]:
+    if value is None:
+        return []
+    callbacks = list(value) if isinstance(value, list | tuple) else [value]
+    for callback in callbacks:
+        if not callable(callback):
+            raise AACConfigError(
+                f"on_warning_callback must be a callable or a notifier (or a list of them), not {callback!r}."
+            )
+    return callbacks
 
 
 def _bookkeeping(extra: dict[str, Any]) -> dict[str, Any]:

@@ -15,10 +15,12 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from airflow_provider_aac import metrics
 from airflow_provider_aac.errors import AACConfigError, AACLockTimeoutError, AACLockUnavailableError
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import get_named_connection
@@ -55,13 +57,28 @@ def lock_name(aac_conn_id: str) -> str:
     return f"airflow-provider-aac:refresh:{aac_conn_id}"
 
 
-def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> AbstractContextManager[HeldLock]:
-    """The lock that guards refreshes of ``aac_conn_id``, by the lock connection's type."""
+@contextmanager
+def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> Iterator[HeldLock]:
+    """The lock that guards refreshes of ``aac_conn_id``, by the lock connection's type; its wait measured."""
     conn = lock_connection(lock_conn_id, aac_conn_id)
-    backend = lock_backend(conn)
-    if backend in POSTGRES_TYPES:
-        return postgres_advisory_lock(conn, lock_name(aac_conn_id), wait=wait)
-    return redis_lock(conn, lock_name(aac_conn_id), wait=wait)
+    backend = lock_backend(conn) or "redis"
+    lock: AbstractContextManager[HeldLock] = (
+        postgres_advisory_lock(conn, lock_name(aac_conn_id), wait=wait)
+        if backend in POSTGRES_TYPES
+        else redis_lock(conn, lock_name(aac_conn_id), wait=wait)
+    )
+    started = time.monotonic()
+    acquired = False
+    try:
+        with lock as held:
+            acquired = True
+            metrics.lock_waited(aac_conn_id, backend, "acquired", time.monotonic() - started)
+            yield held
+    except (AACLockTimeoutError, AACLockUnavailableError) as err:
+        if not acquired:
+            outcome = "timeout" if isinstance(err, AACLockTimeoutError) else "unavailable"
+            metrics.lock_waited(aac_conn_id, backend, outcome, time.monotonic() - started)
+        raise
 
 
 def lock_connection(lock_conn_id: str, aac_conn_id: str) -> Any:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from airflow_provider_aac.core.refresh import Refresher
+from airflow_provider_aac import metrics
+from airflow_provider_aac.core.refresh import Refresher, process_identity
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
@@ -181,18 +182,28 @@ class TokenManager:
         something a new token cannot fix, and the caller reports it).
         """
         self._cached.forget(rejected_generation)
+        try:
+            replacement, how = self._replacement(rejected_generation)
+        except Exception:
+            metrics.token_replacement(self.conn_id, "failed")
+            raise
+        metrics.token_replacement(self.conn_id, how)
+        return replacement
+
+    def _replacement(self, rejected_generation: int) -> tuple[TokenState | None, str]:
         with self._cached.flight:
             held = self._cached.fresh(self._clock(), None)
             if held is not None:
-                return held[1]
+                return held[1], "newer_stored"
             config, state = self.read()
             if state.generation != rejected_generation:
-                return state
+                return state, "newer_stored"
             if self.rejection_is_not_about_expiry(state):
-                return None
-            return self._refresh(
+                return None, "refused_recent"
+            refreshed = self._refresh(
                 config, state, min_ttl=config.min_ttl, stale_generation=rejected_generation, as_writer=False
             )
+            return refreshed, "refreshed"
 
     def rejection_is_not_about_expiry(self, state: TokenState) -> bool:
         if state.refreshed_at is None:
@@ -245,6 +256,7 @@ class TokenManager:
             clock=self._clock,
             sleep=self._sleep,
             rescue=self._rescue if self._rescue is not None else rescue_for(config),
+            observer=metrics.RefreshMetrics(self.conn_id),
         )
         if lease is not None:
             if lease < 3:
@@ -265,7 +277,32 @@ class TokenManager:
         stale_generation: int | None,
         as_writer: bool,
     ) -> TokenState:
+        """The refresh in the mode this process uses, measured (``metrics.refresh_finished``)."""
         mode = self.mode(config, as_writer=as_writer)
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            after = self._refresh_in(mode, config, state, min_ttl, stale_generation, as_writer)
+            if after.generation == state.generation:
+                outcome = "not_needed"
+            else:
+                outcome = "refreshed" if after.refreshed_by == process_identity() else "by_other"
+            return after
+        except Exception as err:
+            outcome = metrics.refresh_outcome(err)
+            raise
+        finally:
+            metrics.refresh_finished(self.conn_id, mode.value, outcome, time.monotonic() - started)
+
+    def _refresh_in(
+        self,
+        mode: RefreshMode,
+        config: AACConnectionConfig,
+        state: TokenState,
+        min_ttl: float | None,
+        stale_generation: int | None,
+        as_writer: bool,
+    ) -> TokenState:
         refuse_unwritable(self.conn_id)
         refresher = self.refresher(config)
         if state.chain_is_dead:

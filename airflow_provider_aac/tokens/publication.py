@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from airflow_provider_aac import metrics
 from airflow_provider_aac.core.token_state import TokenState, effective_min_ttl
 from airflow_provider_aac.errors import AACError, AACRefreshNotPublishedError, AACTokenChainBrokenError
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, read_config
@@ -52,6 +53,24 @@ class PublicationWait:
         budget: float | None = None,
     ) -> TokenState:
         """A state fresh enough for ``min_ttl`` (and newer than ``stale_generation``), once published."""
+        started = self._clock()
+        outcome = "not_published"
+        try:
+            state, outcome = self._wait(config, min_ttl, stale_generation, budget)
+            return state
+        except AACTokenChainBrokenError:
+            outcome = "chain_broken"
+            raise
+        finally:
+            metrics.publication_waited(self.conn_id, outcome, self._clock() - started)
+
+    def _wait(
+        self,
+        config: AACConnectionConfig,
+        min_ttl: float | None,
+        stale_generation: int | None,
+        budget: float | None,
+    ) -> tuple[TokenState, str]:
         state = config.token_state()
         self._request_refresh_run(config, state.generation, forced=stale_generation is not None)
         if budget is None:
@@ -66,7 +85,7 @@ class PublicationWait:
         while True:
             published = stale_generation is None or state.generation != stale_generation
             if published and state.is_fresh(self._clock(), min_ttl):
-                return state
+                return state, "published"
             if state.chain_is_dead:
                 raise self._dead_chain_error(state)
             if self._clock() >= deadline:
@@ -82,7 +101,7 @@ class PublicationWait:
                 left,
                 effective_min_ttl(min_ttl, state.lifetime()),
             )
-            return state
+            return state, "used_stored"
         raise AACRefreshNotPublishedError(
             f"Connection {self.conn_id!r} is in single-writer mode: only the refresh DAG "
             f"{config.refresh_dag_id!r} may spend its refresh token, and it published no fresh access token "

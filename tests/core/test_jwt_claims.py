@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ import jwt
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.jwt_claims import read_claims
+from airflow_provider_aac.core.jwt_claims import read_claims, refresh_token_expiry
 from airflow_provider_aac.core.oauth import resolve_token_endpoint
 from airflow_provider_aac.testing.simulator import AACSimulator
 
@@ -198,3 +199,11 @@ def test_issuer_that_is_not_http_is_a_config_error() -> None:
     claims = read_claims(unsigned_jwt(iss="urn:example:issuer", client_id="cid"))
     with pytest.raises(AACConfigError, match="not an http\\(s\\) URL"):
         resolve_token_endpoint(claims, token_url=None, client_id=None, conn_id="aac_x")
+
+
+def test_refresh_token_expiry_reads_the_exp_of_a_jwt_and_nothing_else() -> None:
+    key = secrets.token_hex(16)
+    assert refresh_token_expiry(jwt.encode({"exp": 1_900_000_000}, key, algorithm="HS256")) == 1_900_000_000
+    assert refresh_token_expiry(jwt.encode({"sub": "x"}, key, algorithm="HS256")) is None
+    assert refresh_token_expiry(secrets.token_urlsafe(48)) is None  # opaque, as AAC's may be
+    assert refresh_token_expiry("not.a.jwt") is None

@@ -340,6 +340,142 @@ def test_deadline_within_fail_days_fails_the_run_but_not_the_refresh(failing_run
         assert token not in failing_runs["output"]
 
 
+# --------------------------------------------------------------------------- alerts
+
+ALERTING_DAG_FILE = """
+import json
+from airflow.sdk import BaseNotifier
+from airflow_provider_aac.dags.refresh import create_refresh_dag
+
+
+class FileNotifier(BaseNotifier):
+    \"\"\"Stands for SlackNotifier or SmtpNotifier: a templated message, delivered to a file.\"\"\"
+
+    template_fields = ("message",)
+
+    def __init__(self, path, message):
+        super().__init__()
+        self.path, self.message = path, message
+
+    def notify(self, context):
+        health = context.get("aac_token_health") or {{}}
+        with open(self.path, "a") as out:
+            out.write(json.dumps({{
+                "message": self.message,
+                "level": health.get("level"),
+                "source": health.get("refresh_expires_at_source"),
+                "exception": type(context.get("exception")).__name__ if context.get("exception") else None,
+            }}) + "\\n")
+
+
+dag = create_refresh_dag(
+    {dag_id!r}, aac_conn_id={conn_id!r}, schedule=None, pool={pool!r},
+    on_failure_callback=FileNotifier({failed!r}, "{{{{ ti.task_id }}}} failed in {{{{ dag.dag_id }}}}"),
+    on_health_warning=[FileNotifier({warned!r}, "{{{{ ti.task_id }}}} warns")],
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def alerting_runs(
+    airflow_sqlite_home: AirflowHome, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Two refresh DAGs with notifiers: one whose health check fails, one whose check warns.
+
+    The failing one records its deadline in the extra; the warning one records none, and
+    its refresh token is a JWT whose ``exp`` is 10 days away.
+    """
+    home = airflow_sqlite_home
+    suffix = uuid.uuid4().hex[:8]
+    out = tmp_path_factory.mktemp("alerts")
+    runs: dict[str, Any] = {}
+    paths: dict[str, str] = {}
+    with (
+        AACSimulator(access_ttl=3600) as sim,
+        AACSimulator(access_ttl=3600, refresh_ttl=10 * 86400, refresh_token_format="jwt") as jwt_sim,
+    ):
+        for case, simulator, extra in (
+            (
+                "fails",
+                sim,
+                {"refresh_expires_at": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()},
+            ),
+            ("warns", jwt_sim, {}),
+        ):
+            conn_id, dag_id, pool = (
+                f"aac_alert_{case}_{suffix}",
+                f"aac_alert_{case}_{suffix}",
+                f"alert_{suffix}",
+            )
+            home.add_aac_connection(conn_id, simulator, refresh_dag_id=dag_id, **extra)
+            home.run_cli("pools", "set", pool, "1", "AAC token refresh (test)")
+            path = home.dags_folder / f"{dag_id}.py"
+            path.write_text(
+                ALERTING_DAG_FILE.format(
+                    dag_id=dag_id,
+                    conn_id=conn_id,
+                    pool=pool,
+                    failed=str(out / f"{case}.failed"),
+                    warned=str(out / f"{case}.warned"),
+                )
+            )
+            paths[dag_id] = str(path)
+            runs[case] = dag_id
+        try:
+            result = home.run_python(
+                RUN_DAGS_SCRIPT, check=False, env={"AAC_TEST_DAGS": json.dumps(paths)}, timeout=300
+            )
+        finally:
+            for path_text in paths.values():
+                Path(path_text).unlink()
+    by_dag = {run["dag_id"]: run for run in _results(result.stdout, "RUN_RESULT ")}
+
+    def alerts(name: str) -> list[dict[str, Any]]:
+        file = out / name
+        return [json.loads(line) for line in file.read_text().splitlines()] if file.exists() else []
+
+    return {
+        case: {
+            "run": by_dag.get(dag_id),
+            "failed": alerts(f"{case}.failed"),
+            "warned": alerts(f"{case}.warned"),
+            "dag_id": dag_id,
+        }
+        for case, dag_id in runs.items()
+    } | {"output": result.stdout + result.stderr}
+
+
+def test_a_failing_health_check_calls_the_failure_notifier(alerting_runs: dict[str, Any]) -> None:
+    case = alerting_runs["fails"]
+    assert case["run"] is not None, alerting_runs["output"][-5000:]
+    assert case["run"]["states"] == {"refresh_token": "success", "check_token_health": "failed"}
+    assert case["failed"] == [
+        {
+            "message": f"check_token_health failed in {case['dag_id']}",
+            "level": None,
+            "source": None,
+            "exception": "AACTokenDeadlineError",
+        }
+    ]
+    assert case["warned"] == []
+
+
+def test_a_warning_health_check_calls_the_warning_notifier_from_the_tokens_own_deadline(
+    alerting_runs: dict[str, Any],
+) -> None:
+    case = alerting_runs["warns"]
+    assert case["run"] is not None, alerting_runs["output"][-5000:]
+    assert case["run"]["states"] == {"refresh_token": "success", "check_token_health": "success"}
+    report = case["run"]["xcoms"]["check_token_health"]
+    assert report["level"] == "warn" and report["refresh_expires_at_source"] == "refresh_token"
+    assert 9.9 < report["days_left"] <= 10
+    assert case["warned"] == [
+        {"message": "check_token_health warns", "level": "warn", "source": "refresh_token", "exception": None}
+    ]
+    assert case["failed"] == []
+    assert not JWT.search(alerting_runs["output"]), "a token reached the output"
+
+
 # --------------------------------------------------------------------------- the chain, single writer
 
 ACCESS_TTL = 3.0

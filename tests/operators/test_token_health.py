@@ -199,3 +199,64 @@ def test_a_connection_naming_another_refresh_dag_is_reported(
 def test_thresholds_are_checked_when_the_dag_is_defined() -> None:
     with pytest.raises(AACConfigError, match=r"warn_days \(1\) must be at least fail_days \(3\)"):
         AACTokenHealthOperator(task_id="h", warn_days=1, fail_days=3)
+
+
+def _jwt_refresh_token(expires_in: timedelta) -> str:
+    exp = int((datetime.now(timezone.utc) + expires_in).timestamp())
+    return jwt.encode({"exp": exp, "jti": secrets.token_hex(8)}, secrets.token_hex(16), algorithm="HS256")
+
+
+def test_the_refresh_tokens_own_exp_claim_is_the_deadline_when_none_is_recorded(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(refresh_token=_jwt_refresh_token(timedelta(days=10)))
+    report, output = _run(capsys, warn_days=14, fail_days=3)
+    assert report["level"] == "warn" and report["refresh_expires_at_source"] == "refresh_token"
+    assert 9.9 < report["days_left"] <= 10
+    assert "eyJ" not in output + json.dumps(report)
+
+
+def test_the_recorded_deadline_wins_over_the_tokens_claim(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(
+        refresh_token=_jwt_refresh_token(timedelta(days=2)), refresh_expires_at=_iso(timedelta(days=60))
+    )
+    report, _ = _run(capsys)
+    assert report["level"] == "ok" and report["refresh_expires_at_source"] == "extra"
+    assert 59.9 < report["days_left"] <= 60
+
+
+def test_an_opaque_refresh_token_without_a_record_is_unknown(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection()
+    report, _ = _run(capsys)
+    assert report["level"] == "unknown" and report["refresh_expires_at_source"] is None
+
+
+def test_a_warning_calls_every_callback_even_after_one_fails(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(refresh_expires_at=_iso(timedelta(days=10)))
+    heard: list[dict[str, Any]] = []
+
+    def broken(context: Any) -> None:
+        raise RuntimeError("Slack is down")
+
+    report, output = _run(capsys, on_warning_callback=[broken, lambda context: heard.append(context)])
+    assert report["level"] == "warn"
+    assert [context["aac_token_health"] for context in heard] == [report]
+    assert "The token health warning callback" in output and "Slack is down" in output
+
+
+def test_no_callback_runs_when_the_check_is_ok(connection: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    connection(refresh_expires_at=_iso(timedelta(days=60)))
+    heard: list[Any] = []
+    _run(capsys, on_warning_callback=heard.append)
+    assert heard == []
+
+
+def test_a_callback_that_is_not_callable_is_refused_where_the_dag_is_defined() -> None:
+    with pytest.raises(AACConfigError, match="on_warning_callback must be a callable or a notifier"):
+        AACTokenHealthOperator(task_id="check", on_warning_callback=["slack"])

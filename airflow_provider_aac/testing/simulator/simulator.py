@@ -55,11 +55,16 @@ class AACSimulator:
         access_ttl: float = 300.0,
         refresh_ttl: float = 30 * 86400.0,
         refresh_deadline: Literal["fixed", "sliding"] = "fixed",
+        refresh_token_format: Literal["opaque", "jwt"] = "opaque",
         run_duration: float = 2.0,
         client_id: str = "aac-sim-client",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``clock`` drives token lifetimes and rate-limit windows (a benchmark can compress a month)."""
+        """``clock`` drives token lifetimes and rate-limit windows (a benchmark can compress a month).
+
+        ``refresh_token_format="jwt"`` mints refresh tokens as JWTs whose ``exp`` is their
+        deadline (whether AAC's are is unconfirmed: its help pages show opaque ones).
+        """
         if refresh_deadline not in ("fixed", "sliding"):
             raise ValueError("refresh_deadline must be 'fixed' or 'sliding'")
         self._host = host
@@ -80,6 +85,7 @@ class AACSimulator:
             clock=clock,
             client_id=client_id,
             refresh_deadline=refresh_deadline,
+            refresh_token_format=refresh_token_format,
         )
         self._book = RunBook(self._lock, self._counters, run_duration)
         self._server: ServerThread | None = None

@@ -81,12 +81,14 @@ class TokenAuthority:
         clock: Callable[[], float],
         client_id: str,
         refresh_deadline: Literal["fixed", "sliding"],
+        refresh_token_format: Literal["opaque", "jwt"] = "opaque",
     ) -> None:
         self._lock = lock
         self._counters = counters
         self._issuer = issuer  # known only once the server listens
         self._clock = clock
         self._refresh_deadline = refresh_deadline
+        self._refresh_token_format = refresh_token_format
         self._secret = secrets.token_bytes(32)
         self._client_ids = {client_id}
         self._refresh_tokens: dict[str, RefreshRecord] = {}
@@ -178,6 +180,9 @@ class TokenAuthority:
     def _issue(self, family: Family, now: float, refresh_deadline: float) -> dict[str, Any]:
         """Lock held."""
         refresh_token = secrets.token_urlsafe(48)
+        if self._refresh_token_format == "jwt":
+            claims = {"iss": self._issuer(), "exp": int(refresh_deadline), "jti": refresh_token}
+            refresh_token = jwt.encode(claims, self._secret, algorithm="HS256")
         self._refresh_tokens[refresh_token] = RefreshRecord(family, refresh_deadline)
         return {
             "access_token": self._mint_access_token(family, now),
