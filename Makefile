@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv services lint test demo bench clean
+.PHONY: all venv services lint test docs demo bench clean
 
 all: test
 
@@ -19,12 +19,15 @@ services:
 	bash scripts/services.sh
 
 lint: venv
-	$(BIN)/ruff check airflow_provider_aac tests bench example_dags demo
-	$(BIN)/ruff format --check airflow_provider_aac tests bench example_dags demo
+	$(BIN)/ruff check airflow_provider_aac tests bench example_dags demo docs/conf.py docs/_ext
+	$(BIN)/ruff format --check airflow_provider_aac tests bench example_dags demo docs/conf.py docs/_ext
 	$(BIN)/mypy airflow_provider_aac
 
 test: venv services lint
 	$(BIN)/pytest -p no:cacheprovider
+
+docs: venv
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 demo: venv
 	$(BIN)/python demo/run_demo.py
@@ -33,4 +36,4 @@ bench: venv services
 	$(BIN)/python bench/token_overhead.py
 
 clean:
-	rm -rf $(VENV) .demo build *.egg-info
+	rm -rf $(VENV) .demo build docs/_build *.egg-info

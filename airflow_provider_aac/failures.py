@@ -34,7 +34,7 @@ _FINAL_TYPES: dict[type[BaseException], type[BaseException]] = {}
 
 
 def is_retryable(error: BaseException) -> bool:
-    """False for what no retry can fix: see the README's retry table."""
+    """False for what no retry can fix: see the retry table in docs/errors.md."""
     if isinstance(error, AirflowFailException | AACTokenChainBrokenError | AACConfigError):
         return False
     if isinstance(error, AACApiError):
