@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv services lint test docs demo bench clean
+.PHONY: all venv services lint test compat docs demo bench clean
 
 all: test
 
@@ -25,6 +25,9 @@ lint: venv
 
 test: venv services lint
 	$(BIN)/pytest -p no:cacheprovider
+
+compat: services
+	bash scripts/compat.sh
 
 docs: venv
 	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html

@@ -56,4 +56,5 @@ nitpick_ignore_regex = [
     ("py:class", r"Context|TaskInstanceKey|BaseOperator|RunKind|RunState|RefreshOutcome|Backoff"),
     ("py:(class|func|mod|obj)", r"airflow_provider_aac\.(core|resume|runs|tokens)(\..*)?"),
     ("py:class", r"airflow_provider_aac\.hooks\.aac\.T"),
+    ("py:class", r"WarningCallback|A task callback.*"),
 ]

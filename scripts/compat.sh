@@ -27,11 +27,11 @@ for version in "${versions[@]}"; do
     echo "compat $version: building $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet -c "$constraints" "apache-airflow==$version" "${test_deps[@]}"
+    "$venv/bin/pip" install -qq --upgrade pip
+    "$venv/bin/pip" install -qq -c "$constraints" "apache-airflow==$version" "${test_deps[@]}"
     touch "$venv/.built"
   fi
-  "$venv/bin/pip" install --quiet -c "$constraints" -e ".[postgres,redis]" "apache-airflow==$version"
+  "$venv/bin/pip" install -qq -c "$constraints" -e ".[postgres,redis]" "apache-airflow==$version"
   home=$(mktemp -d)
   started=$(date +%s)
   if AIRFLOW_HOME="$home" "$venv/bin/pytest" -p no:cacheprovider -q "${tests[@]}"; then
