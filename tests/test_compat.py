@@ -20,6 +20,7 @@ from airflow_provider_aac.compat import connection_tested_as
 from airflow_provider_aac.get_provider_info import CONN_FIELDS
 from airflow_provider_aac.testing.airflow_env import ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.requirements import airflow_server_runs_here
 
 
 @pytest.mark.parametrize("name", sorted(compat._HOMES))
@@ -76,6 +77,7 @@ def test_outside_airflows_rest_test_there_is_no_other_id() -> None:
     assert connection_tested_as("aac_default") is None
 
 
+@airflow_server_runs_here
 def test_the_rest_test_answers_for_the_users_connection(
     airflow_api_server: ApiServer, aac_simulator: AACSimulator
 ) -> None:
