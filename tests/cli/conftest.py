@@ -15,8 +15,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import requests
+from cryptography.fernet import Fernet
+
+from airflow_provider_aac.core.oauth import refresh_form
+from airflow_provider_aac.core.rescue import HeldPair
+from airflow_provider_aac.core.token_state import fingerprint
 from airflow_provider_aac.testing.airflow_env import AirflowHome
+from airflow_provider_aac.testing.simulator import AACSimulator
+from airflow_provider_aac.tokens.rescue_places import LocalSpool
 
 ENTRY_POINTS = {
     "airflow aac": [sys.executable, "-m", "airflow", "aac"],
@@ -88,3 +97,27 @@ def terminal(home: AirflowHome, args: Sequence[str], answers: Sequence[tuple[str
 def no_token_in(text: str, *tokens: str) -> bool:
     """No JWT-looking text and none of the given secrets."""
     return "eyJ" not in text and not any(token and token in text for token in tokens)
+
+
+def hold_a_refreshed_pair(home: AirflowHome, sim: AACSimulator, conn_id: str) -> tuple[str, dict[str, Any]]:
+    """Spend the stored refresh token and hold AAC's answer in the home's spool.
+
+    What a refresh leaves behind when AAC answered and the store failed. Returns the
+    spent refresh token and the answer.
+    """
+    spent = home.get_connection_extra(conn_id)["refresh_token"]
+    answer = requests.post(sim.token_url, data=refresh_form(spent, sim.client_id), timeout=10).json()
+    now = time.time()
+    LocalSpool(home.path / "aac_rescue", Fernet(home.fernet_key.encode())).hold(
+        HeldPair(
+            conn_id,
+            fingerprint(spent),
+            answer["access_token"],
+            answer["refresh_token"],
+            answer["expires_in"],
+            requested_at=now,
+            held_at=now,
+            by="worker-7:1234",
+        )
+    )
+    return spent, answer

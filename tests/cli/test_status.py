@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
-import requests
-from cryptography.fernet import Fernet
-
-from airflow_provider_aac.core.oauth import refresh_form
-from airflow_provider_aac.core.rescue import HeldPair
-from airflow_provider_aac.core.token_state import fingerprint
 from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
-from airflow_provider_aac.tokens.rescue_places import LocalSpool
-from tests.cli.conftest import ENTRY_POINTS, aac, no_token_in
+from tests.cli.conftest import ENTRY_POINTS, aac, hold_a_refreshed_pair, no_token_in
 
 DEGRADED, DEAD = 3, 4
 
@@ -83,22 +75,7 @@ def test_a_held_pair_and_a_near_deadline_are_degraded(airflow_pg_home: AirflowHo
     with AACSimulator() as sim:
         airflow_pg_home.add_aac_connection(conn_id, sim, refresh_expires_at=_in_days(10))
         near_deadline = aac(airflow_pg_home, "status", conn_id, "--json")
-        spent = airflow_pg_home.get_connection_extra(conn_id)["refresh_token"]
-        answer = requests.post(sim.token_url, data=refresh_form(spent, sim.client_id), timeout=10).json()
-        now = time.time()
-        spool = LocalSpool(airflow_pg_home.path / "aac_rescue", Fernet(airflow_pg_home.fernet_key.encode()))
-        spool.hold(
-            HeldPair(
-                conn_id,
-                fingerprint(spent),
-                answer["access_token"],
-                answer["refresh_token"],
-                answer["expires_in"],
-                requested_at=now,
-                held_at=now,
-                by="worker-7:1234",
-            )
-        )
+        spent, answer = hold_a_refreshed_pair(airflow_pg_home, sim, conn_id)
         held = aac(airflow_pg_home, "status", conn_id, "--warn-days", "5", "--fail-days", "2")
     deadline_chain = json.loads(near_deadline.stdout)["connections"][0]
     assert near_deadline.returncode == DEGRADED and deadline_chain["refresh_token"]["level"] == "warn"
