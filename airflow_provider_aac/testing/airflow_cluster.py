@@ -286,6 +286,25 @@ class AirflowCluster(RestClient):
         )
         return list(body["task_instances"])
 
+    def failure_report(self, dag_id: str, run_id: str) -> str:
+        """What a user would open first: every task's state, each unsuccessful task's own log,
+        then the components' log tails."""
+        tis = self.task_instances(dag_id, run_id)
+        parts = [", ".join(f"{ti['task_id']}[{ti.get('map_index', -1)}]={ti['state']}" for ti in tis)]
+        for ti in tis:
+            if ti["state"] == "success":
+                continue
+            try_number = max(1, ti.get("try_number") or 1)
+            try:
+                log = self.task_log(dag_id, run_id, ti["task_id"], try_number, ti.get("map_index", -1))
+            except Exception as err:
+                log = f"(no task log: {err})"
+            parts.append(
+                f"--- {ti['task_id']}[{ti.get('map_index', -1)}] try {try_number}: {ti['state']} ---"
+            )
+            parts.append(log[-6000:])
+        return "\n".join(parts) + "\n" + self.log_tails()
+
     def task_log_records(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
     ) -> list[dict[str, Any]]:

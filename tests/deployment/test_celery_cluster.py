@@ -26,7 +26,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -198,7 +197,7 @@ def test_celery_cluster_runs_all_three_modes_without_reuse(
     print(f"\nrun {dag_id}: {state} in {elapsed:.0f} s, {len(tis)} task instances")
 
     not_ok = [ti for ti in tis if ti["state"] != "success"]
-    assert state == "success" and not not_ok, failed_task_logs(cluster, dag_id, run_id, not_ok)
+    assert state == "success" and not not_ok, cluster.failure_report(dag_id, run_id)
     assert len(tis) == len(CONNS) * TASKS_PER_CONN + DEFERRED_RUNS + 2
     assert elapsed >= 60, "the run must span many access-token lifetimes"
 
@@ -251,18 +250,3 @@ def test_celery_cluster_runs_all_three_modes_without_reuse(
     for path, text in logs.items():
         for conn_id, tokens in spent.items():
             assert not any(t in text for t in tokens), f"a refresh token of {conn_id} reached {path}"
-
-
-def failed_task_logs(cluster: AirflowCluster, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> str:
-    """What a user would open first: each failed task's own log, then the components' tails."""
-    parts = []
-    for ti in tis:
-        where = (ti["task_id"], ti.get("map_index", -1), ti["state"], ti.get("try_number"))
-        try:
-            log = cluster.task_log(
-                dag_id, run_id, ti["task_id"], max(1, ti.get("try_number") or 1), ti.get("map_index", -1)
-            )
-        except Exception as err:
-            log = f"(no task log: {err})"
-        parts.append(f"--- task {where} ---\n{log[-6000:]}")
-    return "\n".join(parts) + "\n" + cluster.log_tails()

@@ -151,7 +151,7 @@ def test_a_rejected_token_in_single_writer_mode_asks_the_refresh_dag_once(cluste
         cluster.task_log("aac_fault_rejected_token", run_id, "call", map_index=index)
         for index in range(WAITERS)
     )
-    assert state == "success", logs[-4000:]
+    assert state == "success", cluster.failure_report("aac_fault_rejected_token", run_id)
     assert [run["dag_run_id"] for run in runs] == ["aac_forced__aac_forced__g0"], runs
     assert runs[0]["conf"] == {"aac_force_generation": 0}
     assert stats["refreshes"] == 1 and stats["reuses"] == 0, stats

@@ -159,7 +159,7 @@ def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     cluster.wait_for_dag(dag_id)
     simulator.reset_stats()
     run_id, state, logs = run_and_collect_logs(cluster, dag_id)
-    assert state == "success", logs[-4000:]
+    assert state == "success", cluster.failure_report(dag_id, run_id)
 
     where = cluster.request_ok(
         "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/where_am_i/xcomEntries/return_value"
@@ -196,8 +196,8 @@ def test_single_writer_tasks_never_spend_the_refresh_token(
     cluster.wait_for_dag(dag_id)
     cluster.request_ok("PATCH", "/api/v2/dags/aac_single_refresh", json={"is_paused": False})
     sim.reset_stats()
-    _, state, logs = run_and_collect_logs(cluster, dag_id)
-    assert state == "success", logs[-4000:]
+    run_id, state, logs = run_and_collect_logs(cluster, dag_id)
+    assert state == "success", cluster.failure_report(dag_id, run_id)
     stats = sim.stats()
     assert stats["reuses"] == 0
     assert stats["invalid_grant"] == 0
