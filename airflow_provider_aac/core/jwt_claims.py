@@ -33,6 +33,15 @@ def read_claims(access_token: str, *, where: str = "the connection") -> AccessTo
     # operator would pay at parse time, though only a task that reads a token needs it.
     import jwt
 
+    shown = access_token.strip()
+    if shown and not shown.strip("*"):
+        raise AACConfigError(
+            f"The access token in {where} is Airflow's mask ({shown!r}), not a "
+            "token: the form and the REST API show secrets masked, and Airflow 3.0's connection "
+            "test (the Test button) sends back what it was shown. Type both tokens into the "
+            "form before pressing Test, or test the saved connection with "
+            "'airflow aac status CONN_ID'."
+        )
     try:
         payload: dict[str, Any] = jwt.decode(
             access_token, options={"verify_signature": False}, algorithms=["RS256", "HS256", "ES256"]

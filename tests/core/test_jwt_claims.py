@@ -207,3 +207,13 @@ def test_refresh_token_expiry_reads_the_exp_of_a_jwt_and_nothing_else() -> None:
     assert refresh_token_expiry(jwt.encode({"sub": "x"}, key, algorithm="HS256")) is None
     assert refresh_token_expiry(secrets.token_urlsafe(48)) is None  # opaque, as AAC's may be
     assert refresh_token_expiry("not.a.jwt") is None
+
+
+@pytest.mark.parametrize("mask", ["***", " *** ", "********"])
+def test_airflows_mask_is_named_as_such_with_what_to_do(mask: str) -> None:
+    with pytest.raises(AACConfigError) as info:
+        read_claims(mask, where="connection 'aac_x'")
+    message = str(info.value)
+    assert "The access token in connection 'aac_x' is Airflow's mask" in message
+    assert "Type both tokens into the form before pressing Test" in message
+    assert "airflow aac status CONN_ID" in message

@@ -14,7 +14,6 @@ from typing import Any
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.support.requirements import airflow_server_runs_here
 
 SCRIPT = textwrap.dedent(
     """
@@ -79,7 +78,6 @@ def test_hook_in_metadata_db_mode_replaces_a_rejected_token_once(airflow_pg_home
     assert stored["generation"] == 2 and "refresh_in_flight" not in stored
 
 
-@airflow_server_runs_here
 def test_wrong_airflow_api_credentials_refuse_before_spending(
     airflow_pg_home: AirflowHome, airflow_api_server: ApiServer
 ) -> None:

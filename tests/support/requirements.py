@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from airflow_provider_aac.compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 from airflow_provider_aac.testing.metadata_databases import postgres_unavailable_reason
 
 
@@ -26,14 +25,3 @@ def require_postgres() -> None:
         in_ci="PostgreSQL is required; AAC_TEST_PG_URL says where it is",
         locally="start PostgreSQL or set AAC_TEST_PG_URL to run this test",
     )
-
-
-# Without Airflow's constraints files (out of reach here), today's FastAPI, cadwyn and
-# pydantic releases break Airflow's own api-server on these two releases: 3.0.6 answers its
-# task-start request with 422, 3.2.2 does not start (a pydantic discriminator error).
-_OWN_SERVER_BROKEN = not AIRFLOW_V_3_1_PLUS or (AIRFLOW_V_3_2_PLUS and not AIRFLOW_V_3_3_PLUS)
-airflow_server_runs_here = pytest.mark.skipif(
-    _OWN_SERVER_BROKEN,
-    reason="this Airflow release's own api-server fails with today's FastAPI/cadwyn/pydantic; "
-    "install it with Airflow's constraints file",
-)

@@ -17,7 +17,6 @@ import pytest
 
 from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.support.requirements import airflow_server_runs_here
 
 pytestmark = pytest.mark.airflow_cluster
 
@@ -151,7 +150,6 @@ def run_and_collect_logs(cluster: AirflowCluster, dag_id: str) -> tuple[str, str
     return run_id, state, logs
 
 
-@airflow_server_runs_here
 def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     cluster: AirflowCluster, simulator: AACSimulator
 ) -> None:
