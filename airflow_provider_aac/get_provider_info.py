@@ -24,6 +24,7 @@ MAINTAINED_KEYS = (
     "access_fingerprint",
     "refreshed_at",
     "refreshed_by",
+    "refreshed_mode",
     "refresh_in_flight",
     "last_interrupted_refresh",
     "dead_chain",

@@ -45,6 +45,7 @@ class ChainStatus:
     access_seconds_left: float | None = None
     refreshed_at: float | None = None
     refreshed_by: str | None = None
+    refreshed_mode: str | None = None
     deadline: dict[str, Any] = field(default_factory=dict)
     in_flight: str | None = None
     interrupted: str | None = None
@@ -72,6 +73,7 @@ class ChainStatus:
             "last_refresh": {
                 "at": None if self.refreshed_at is None else when(self.refreshed_at),
                 "by": self.refreshed_by,
+                "mode": self.refreshed_mode,
             },
             "refresh_token": self.deadline,
             "in_flight": self.in_flight,
@@ -129,6 +131,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         return chain
     chain.generation = state.generation
     chain.refreshed_at, chain.refreshed_by = state.refreshed_at, state.refreshed_by
+    chain.refreshed_mode = state.refreshed_mode
     health = assess_refresh_deadline(deadline, now, warn_days, fail_days, conn_id=conn_id)
     chain.deadline = {
         "deadline": None if health.deadline is None else when(health.deadline),
@@ -193,6 +196,10 @@ def render(chain: ChainStatus, now: float) -> str:
     refreshed = "never, by the provider" if chain.refreshed_at is None else when(chain.refreshed_at)
     if chain.refreshed_by:
         refreshed += f" by {chain.refreshed_by}"
+    if chain.refreshed_mode:
+        refreshed += f" in {chain.refreshed_mode} mode"
+    elif chain.refreshed_at is not None:
+        refreshed += " (mode not recorded)"
     deadline = "not recorded"
     if chain.deadline.get("deadline"):
         deadline = f"{chain.deadline['deadline']} ({chain.deadline['days_left']} days left)"

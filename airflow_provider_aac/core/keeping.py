@@ -49,11 +49,16 @@ STORE_RETRY_PAST_LEASE = 2.0
 
 @dataclass
 class Keeper:
-    """Holds and stores the pairs of one connection's refreshes."""
+    """Holds and stores the pairs of one connection's refreshes.
+
+    ``identity`` and ``mode`` (the refresh mode's value, chosen by the caller) are
+    recorded with every pair kept, as ``refreshed_by`` and ``refreshed_mode``.
+    """
 
     conn_id: str
     rescue: Rescue
     identity: str
+    mode: str | None = None
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     store_patience: float = STORE_PATIENCE
@@ -101,6 +106,7 @@ class Keeper:
             requested_at=attempt.started_at,
             held_at=self.clock(),
             by=self.identity,
+            mode=self.mode,
         )
         places = self.rescue.hold(held)
         try:
@@ -170,7 +176,12 @@ class Keeper:
 
         def rotated_over(current: TokenState, extra: Extra) -> Extra:
             new_state = rotated(
-                current, held.grant, requested_at=held.requested_at, by=held.by, now=self.clock()
+                current,
+                held.grant,
+                requested_at=held.requested_at,
+                by=held.by,
+                mode=held.mode,
+                now=self.clock(),
             )
             return new_state.merged_into({k: v for k, v in extra.items() if k != LAST_INTERRUPTED})
 
@@ -185,7 +196,15 @@ class Keeper:
         return new_state
 
 
-def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: str, now: float) -> TokenState:
+def rotated(
+    state: TokenState,
+    grant: TokenGrant,
+    *,
+    requested_at: float,
+    by: str,
+    now: float,
+    mode: str | None = None,
+) -> TokenState:
     """The next generation. Expiry counts from when the request was sent, to err early.
 
     Without ``expires_in`` the JWT's ``exp`` decides; without an access token the old one
@@ -205,6 +224,7 @@ def rotated(state: TokenState, grant: TokenGrant, *, requested_at: float, by: st
         access_fingerprint=fingerprint(access) if expires_at is not None else None,
         refreshed_at=now,
         refreshed_by=by,
+        refreshed_mode=mode,
         in_flight=None,
         conn_id=state.conn_id,
     )

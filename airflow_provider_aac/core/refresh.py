@@ -104,13 +104,18 @@ class Claim:
 
 @dataclass
 class Refresher:
-    """Runs the refresh steps for one connection; every dependency is passed in."""
+    """Runs the refresh steps for one connection; every dependency is passed in.
+
+    ``mode`` is the value of the refresh mode the caller runs it in (the token manager
+    chooses; this module knows no modes), recorded with each pair kept.
+    """
 
     conn_id: str
     transport: TokenTransport
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     identity: str = field(default_factory=process_identity)
+    mode: str | None = None
     lease: float = DEFAULT_LEASE
     backoff: Backoff = TOKEN_ENDPOINT_BACKOFF
     poll_interval: float = 0.2
@@ -130,6 +135,7 @@ class Refresher:
             self.conn_id,
             self.rescue,
             self.identity,
+            mode=self.mode,
             clock=self.clock,
             sleep=self.sleep,
             store_patience=self.store_patience,

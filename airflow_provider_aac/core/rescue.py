@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from airflow_provider_aac.core.oauth import TokenGrant
+from airflow_provider_aac.core.text import text
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HeldPair:
-    """A token answer not yet stored; ``spends`` is the fingerprint of the token it replaces."""
+    """A token answer not yet stored; ``spends`` is the fingerprint of the token it replaces.
+
+    ``by`` and ``mode`` are the refresh that received it, recorded when the pair is
+    stored, whoever stores it (the next refresher, or ``airflow-aac restore``).
+    """
 
     conn_id: str
     spends: str
@@ -33,6 +38,7 @@ class HeldPair:
     requested_at: float
     held_at: float
     by: str
+    mode: str | None = None
 
     @property
     def grant(self) -> TokenGrant:
@@ -49,6 +55,7 @@ class HeldPair:
                 "requested_at": self.requested_at,
                 "held_at": self.held_at,
                 "by": self.by,
+                "mode": self.mode,
             }
         ).encode()
 
@@ -65,6 +72,7 @@ class HeldPair:
                 requested_at=float(value["requested_at"]),
                 held_at=float(value["held_at"]),
                 by=str(value.get("by", "unknown")),
+                mode=text(value.get("mode")),
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None

@@ -27,6 +27,7 @@ ACCESS_LIFETIME = "access_lifetime"
 ACCESS_FINGERPRINT = "access_fingerprint"
 REFRESHED_AT = "refreshed_at"
 REFRESHED_BY = "refreshed_by"
+REFRESHED_MODE = "refreshed_mode"
 IN_FLIGHT = "refresh_in_flight"
 LAST_INTERRUPTED = "last_interrupted_refresh"
 DEAD_CHAIN = "dead_chain"
@@ -38,6 +39,7 @@ MAINTAINED_KEYS = (
     ACCESS_FINGERPRINT,
     REFRESHED_AT,
     REFRESHED_BY,
+    REFRESHED_MODE,
     IN_FLIGHT,
     LAST_INTERRUPTED,
     DEAD_CHAIN,
@@ -179,6 +181,7 @@ class TokenState:
     access_fingerprint: str | None = None
     refreshed_at: float | None = None
     refreshed_by: str | None = None
+    refreshed_mode: str | None = None
     in_flight: InFlight | None = None
     dead_chain: DeadChain | None = None
     conn_id: str | None = field(default=None, compare=False)
@@ -210,6 +213,7 @@ class TokenState:
             else None,
             refreshed_at=parse_utc_iso(extra.get(REFRESHED_AT)),
             refreshed_by=extra.get(REFRESHED_BY) if text(extra.get(REFRESHED_BY)) is not None else None,
+            refreshed_mode=text(extra.get(REFRESHED_MODE)),
             in_flight=InFlight.from_json(extra.get(IN_FLIGHT)),
             dead_chain=DeadChain.from_json(extra.get(DEAD_CHAIN)),
             conn_id=conn_id,
@@ -229,6 +233,7 @@ class TokenState:
             ACCESS_FINGERPRINT: self.access_fingerprint,
             REFRESHED_AT: utc_iso(self.refreshed_at) if self.refreshed_at is not None else None,
             REFRESHED_BY: self.refreshed_by,
+            REFRESHED_MODE: self.refreshed_mode,
             IN_FLIGHT: self.in_flight.to_json() if self.in_flight else None,
             LAST_INTERRUPTED: extra.get(LAST_INTERRUPTED),
             DEAD_CHAIN: self.dead_chain.to_json() if self.dead_chain else None,

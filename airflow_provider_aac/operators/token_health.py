@@ -30,6 +30,7 @@ from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     REFRESHED_AT,
     REFRESHED_BY,
+    REFRESHED_MODE,
     InFlight,
     parse_utc_iso,
     utc_iso,
@@ -126,7 +127,8 @@ class AACTokenHealthOperator(BaseOperator):
 
     def _report_chain(self, report: dict[str, Any], extra: dict[str, Any], now: float) -> None:
         refreshed = (
-            f"last refreshed at {report['refreshed_at']} by {report['refreshed_by'] or 'unknown'}"
+            f"last refreshed at {report['refreshed_at']} by {report['refreshed_by'] or 'unknown'} "
+            f"in {report['refreshed_mode'] or 'an unrecorded'} mode"
             if report["refreshed_at"]
             else "not refreshed by the provider yet"
         )
@@ -210,6 +212,7 @@ def _bookkeeping(extra: dict[str, Any]) -> dict[str, Any]:
         "generation": generation,
         "refreshed_at": None if refreshed_at is None else utc_iso(refreshed_at),
         "refreshed_by": by if isinstance(by, str) and by else None,
+        "refreshed_mode": text(extra.get(REFRESHED_MODE)),
         "refresh_in_flight": None if marker is None else marker.describe(),
         "last_interrupted_refresh": None if interrupted is None else interrupted.describe(),
     }

@@ -247,7 +247,8 @@ class TokenManager:
         """Whether tasks, on workers where Airflow 3 blocks the ORM, leave the spending to the refresh DAG."""
         return _chosen_mode(config, orm=False, as_writer=False) is RefreshMode.SINGLE_WRITER
 
-    def refresher(self, config: AACConnectionConfig) -> Refresher:
+    def refresher(self, config: AACConnectionConfig, mode: RefreshMode | None = None) -> Refresher:
+        """The refresh engine for ``config``; ``mode`` is recorded with the pairs it keeps."""
         lease = config.seconds("refresh_lease")
         patience = config.seconds("store_patience")
         refresher = Refresher(
@@ -255,6 +256,7 @@ class TokenManager:
             transport=self._transport,
             clock=self._clock,
             sleep=self._sleep,
+            mode=None if mode is None else mode.value,
             rescue=self._rescue if self._rescue is not None else rescue_for(config),
             observer=metrics.RefreshMetrics(self.conn_id),
         )
@@ -304,7 +306,7 @@ class TokenManager:
         as_writer: bool,
     ) -> TokenState:
         refuse_unwritable(self.conn_id)
-        refresher = self.refresher(config)
+        refresher = self.refresher(config, mode)
         if state.chain_is_dead:
             raise refresher.dead_chain_error(state)
         log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, mode.value)

@@ -20,7 +20,7 @@ def test_refresh_spends_only_when_due_or_forced(airflow_pg_home: AirflowHome) ->
     assert not_due.returncode == 0 and "No refresh needed" in not_due.stdout and unspent == 0
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert f"Refreshed connection {conn_id!r} in metadata_db mode: generation 0 -> 1" in forced.stdout
-    assert stats["refreshes"] == 1 and stored["generation"] == 1
+    assert stats["refreshes"] == 1 and stored["generation"] == 1 and stored["refreshed_mode"] == "metadata_db"
     assert no_token_in(not_due.stdout + forced.stdout + forced.stderr, stored["refresh_token"])
 
 

@@ -20,6 +20,7 @@ def test_restore_stores_a_pair_a_refresh_held_back(airflow_pg_home: AirflowHome)
         stored = airflow_pg_home.get_connection_extra(conn_id)
         assert sim.refresh_token_status(stored["refresh_token"]) == "live"
         assert stored["refreshed_by"] == "worker-7:1234"
+        assert "refreshed_mode" not in stored, "a pair held without a mode stores none"
 
         again = aac(airflow_pg_home, "restore", conn_id)
     assert again.returncode == 0

@@ -29,7 +29,8 @@ def test_a_healthy_chain_exits_0_in_both_entry_points(airflow_pg_home: AirflowHo
         assert result.returncode == 0, (entry, result.stderr[-3000:])
         assert result.stdout.startswith(f"{conn_id}: healthy\n"), result.stdout
         assert re.search(r"\n  generation +1\n", result.stdout)
-        assert re.search(rf"\n  last refresh +\S+ by {re.escape(extra['refreshed_by'])}\n", result.stdout)
+        by = re.escape(extra["refreshed_by"])
+        assert re.search(rf"\n  last refresh +\S+ by {by} in metadata_db mode\n", result.stdout)
         assert re.search(r"\n  refresh-token deadline +\S+ \((89\.9\d*|90\.0) days left\)\n", result.stdout)
     assert as_json.returncode == 0
     report = json.loads(as_json.stdout)
@@ -38,6 +39,7 @@ def test_a_healthy_chain_exits_0_in_both_entry_points(airflow_pg_home: AirflowHo
     assert chain["generation"] == 1
     assert 200 < chain["access_token"]["seconds_left"] <= 300
     assert chain["last_refresh"]["by"] == extra["refreshed_by"]
+    assert chain["last_refresh"]["mode"] == extra["refreshed_mode"] == "metadata_db"
     assert chain["refresh_token"]["level"] == "ok" and 89.9 < chain["refresh_token"]["days_left"] <= 90
     assert chain["modes"] == {
         "api-server, scheduler, CLI": "metadata_db",
@@ -48,6 +50,54 @@ def test_a_healthy_chain_exits_0_in_both_entry_points(airflow_pg_home: AirflowHo
         ("in_flight", "interrupted", "held_pair", "dead_chain")
     )
     every = as_json.stdout + "".join(r.stdout + r.stderr for r in results.values())
+    assert no_token_in(every, extra["access_token"], extra["refresh_token"])
+
+
+def test_the_last_refresh_names_the_mode_it_ran_in_or_that_none_was_recorded(
+    airflow_pg_home: AirflowHome, airflow_api_server: object
+) -> None:
+    conn_id, older_id = "aac_cli_status_lock_mode", "aac_cli_status_mode_unrecorded"
+    lock_id, api_conn_id = "aac_cli_status_lock", "aac_cli_status_api"
+    airflow_pg_home.add_lock_connection(lock_id, "postgres")
+    airflow_pg_home.add_airflow_api_connection(api_conn_id)
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection(
+            conn_id,
+            sim,
+            refresh_mode="lock",
+            lock_conn_id=lock_id,
+            airflow_api_conn_id=api_conn_id,
+            refresh_expires_at=_in_days(90),
+        )
+        refresh = aac(airflow_pg_home, "refresh", conn_id, "--force")
+        extra = airflow_pg_home.get_connection_extra(conn_id)
+        table = aac(airflow_pg_home, "status", conn_id)
+        as_json = aac(airflow_pg_home, "status", conn_id, "--json")
+        # Refreshed by a provider that did not record the mode yet.
+        airflow_pg_home.add_aac_connection(
+            older_id,
+            sim,
+            generation=3,
+            refreshed_at="2026-01-02T03:04:05.000+00:00",
+            refreshed_by="worker-3:1234",
+            refresh_expires_at=_in_days(90),
+        )
+        older_table = aac(airflow_pg_home, "status", older_id)
+        older_json = aac(airflow_pg_home, "status", older_id, "--json")
+    assert refresh.returncode == 0, refresh.stderr[-3000:]
+    assert f"Refreshed connection {conn_id!r} in lock mode: generation 0 -> 1" in refresh.stdout
+    assert extra["refreshed_mode"] == "lock" and extra["generation"] == 1
+    by = re.escape(extra["refreshed_by"])
+    assert table.returncode == 0, table.stdout + table.stderr[-3000:]
+    assert re.search(rf"\n  last refresh +\S+ by {by} in lock mode\n", table.stdout), table.stdout
+    last = json.loads(as_json.stdout)["connections"][0]["last_refresh"]
+    assert last["by"] == extra["refreshed_by"] and last["mode"] == "lock"
+    assert older_table.returncode == 0, older_table.stdout + older_table.stderr[-3000:]
+    unrecorded = r"\n  last refresh +2026-01-02T03:04:05\.000Z by worker-3:1234 \(mode not recorded\)\n"
+    assert re.search(unrecorded, older_table.stdout), older_table.stdout
+    older_last = json.loads(older_json.stdout)["connections"][0]["last_refresh"]
+    assert older_last == {"at": "2026-01-02T03:04:05.000Z", "by": "worker-3:1234", "mode": None}
+    every = refresh.stdout + refresh.stderr + table.stdout + as_json.stdout
     assert no_token_in(every, extra["access_token"], extra["refresh_token"])
 
 

@@ -235,7 +235,7 @@ def test_stale_token_is_refreshed_and_the_marker_is_written_before_the_post(
     store.on_write = lambda extra: requests_seen_at_write.append(aac_simulator.stats()["token_requests"])
     before = time.time()
 
-    state = refresher(aac_simulator, "host-a:11").under_lock(store.section, min_ttl=None)
+    state = refresher(aac_simulator, "host-a:11", mode="lock").under_lock(store.section, min_ttl=None)
 
     assert requests_seen_at_write == [0, 1], "the claim must be stored before the token is sent"
     claim, stored = store.writes
@@ -263,6 +263,7 @@ def test_stale_token_is_refreshed_and_the_marker_is_written_before_the_post(
     assert state.access_expires_at == pytest.approx(marker.started_at + aac_simulator.access_ttl, abs=0.002)
     assert state.access_lifetime == aac_simulator.access_ttl
     assert stored["refreshed_by"] == "host-a:11"
+    assert stored["refreshed_mode"] == "lock" and state.refreshed_mode == "lock"
     assert stored["note"] == "keep me" and stored["client_id"] == aac_simulator.client_id
     assert aac_simulator.stats()["refreshes"] == 1
 
@@ -511,6 +512,7 @@ def test_with_lease_marker_is_committed_before_the_post_and_the_section_is_free_
         aac_simulator,
         "holder:1",
         transport=gated(requests_token_transport(requests.Session()), gate, sending),
+        mode="metadata_db",
     )
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(holder.with_lease, store.section, min_ttl=None)
@@ -524,6 +526,7 @@ def test_with_lease_marker_is_committed_before_the_post_and_the_section_is_free_
         gate.set()
         assert result.result(DEADLINE).generation == 1
     assert not store.has(IN_FLIGHT)
+    assert store.peek()["refreshed_mode"] == "metadata_db"
 
 
 def test_with_lease_takes_over_from_a_dead_holder(
@@ -743,10 +746,17 @@ def test_a_waiter_waits_out_the_whole_lease_and_both_skew_margins() -> None:
 
 def test_rotated_counts_expiry_from_the_request() -> None:
     old = TokenState(access_token="old.a.t", refresh_token="old-r", generation=4)
-    new = rotated(old, TokenGrant("new.a.t", "new-r", 300.0), requested_at=1000.0, by="me", now=1002.0)
+    new = rotated(
+        old, TokenGrant("new.a.t", "new-r", 300.0), requested_at=1000.0, by="me", now=1002.0, mode="lock"
+    )
     assert (new.generation, new.access_expires_at, new.access_lifetime) == (5, 1300.0, 300.0)
     assert new.access_fingerprint == fingerprint("new.a.t")
-    assert (new.refreshed_at, new.refreshed_by, new.in_flight) == (1002.0, "me", None)
+    assert (new.refreshed_at, new.refreshed_by, new.refreshed_mode, new.in_flight) == (
+        1002.0,
+        "me",
+        "lock",
+        None,
+    )
 
 
 def test_rotated_without_expires_in_leaves_expiry_to_the_jwt() -> None:

@@ -8,8 +8,10 @@ The token endpoint is the real simulator.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -109,7 +111,7 @@ def test_when_patience_runs_out_the_error_says_where_the_pair_is_and_how_to_rest
     store = FailingStore(MemoryStore(stale_extra(aac_token_pair)), time, until=float("inf"))
     memory = MemoryPlace()
     with pytest.raises(AACPairHeldError) as info:
-        refresher_for(aac_simulator, time, memory, store_patience=60.0).under_lock(
+        refresher_for(aac_simulator, time, memory, store_patience=60.0, mode="lock").under_lock(
             section_of(store), min_ttl=None
         )
     message = str(info.value)
@@ -118,12 +120,15 @@ def test_when_patience_runs_out_the_error_says_where_the_pair_is_and_how_to_rest
     assert f"airflow-aac restore {CONN}" in message
     assert "Nothing was spent" not in message
     [held] = memory.held(CONN)
-    assert held.spends == fingerprint(aac_token_pair["refresh_token"])
+    assert held.spends == fingerprint(aac_token_pair["refresh_token"]) and held.mode == "lock"
 
-    # The next refresh (same process: the pair is in its memory) completes it before anything else.
+    # The next refresh (same process: the pair is in its memory) completes it before anything else,
+    # recording the mode of the refresh that received it, not its own.
     store.until = 0.0
-    state = refresher_for(aac_simulator, time, memory).under_lock(section_of(store), min_ttl=None)
-    assert state.generation == 1
+    state = refresher_for(aac_simulator, time, memory, mode="metadata_db").under_lock(
+        section_of(store), min_ttl=None
+    )
+    assert state.generation == 1 and state.refreshed_mode == "lock"
     assert aac_simulator.stats()["refreshes"] == 1, "the held pair was stored, not replaced"
     assert memory.held(CONN) == []
 
@@ -151,7 +156,11 @@ def test_a_failing_rescue_place_never_costs_the_pair() -> None:
 
 
 def test_a_held_pair_round_trips_and_shows_no_token() -> None:
-    pair = HeldPair(CONN, "fp", "secret.access.token", "secret-refresh", 300.0, 1.0, 2.0, "host:1")
+    pair = HeldPair(CONN, "fp", "secret.access.token", "secret-refresh", 300.0, 1.0, 2.0, "host:1", "lock")
     assert HeldPair.from_bytes(pair.to_bytes()) == pair
+    # Held by a provider that did not record the mode: read as unknown.
+    older = json.loads(pair.to_bytes())
+    del older["mode"]
+    assert HeldPair.from_bytes(json.dumps(older).encode()) == replace(pair, mode=None)
     assert "secret" not in repr(pair)
     assert HeldPair.from_bytes(b"not json") is None

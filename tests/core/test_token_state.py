@@ -48,6 +48,7 @@ def full_state(access: str, refresh: str) -> TokenState:
         access_fingerprint=fingerprint(access),
         refreshed_at=T0 - 176.5,
         refreshed_by="worker-1:42",
+        refreshed_mode="lock",
         in_flight=InFlight(
             attempt_id="abc", by="worker-2:7", started_at=T0 - 1.25, lease_until=T0 + 110.0, generation=7
         ),
@@ -78,6 +79,15 @@ def test_round_trip_keeps_every_field_and_the_users_keys() -> None:
         assert merged[key] == users[key]
     assert merged["generation"] == 7
     assert users["generation"] == 3, "merged_into must not modify its argument"
+
+
+def test_a_pair_refreshed_before_the_mode_was_recorded_reads_the_mode_as_unknown() -> None:
+    access, refresh = pair(T0 + 300, T0)
+    older = full_state(access, refresh).merged_into({})
+    del older["refreshed_mode"]
+    state = TokenState.from_extra(older, conn_id="c")
+    assert state.refreshed_mode is None and state.refreshed_by == "worker-1:42"
+    assert "refreshed_mode" not in state.merged_into(older)
 
 
 def test_merged_into_drops_maintained_keys_that_are_now_empty() -> None:
@@ -151,12 +161,14 @@ def test_garbage_in_maintained_keys_reads_as_unknown() -> None:
         "access_fingerprint": 42,
         "refreshed_at": 17,
         "refreshed_by": ["x"],
+        "refreshed_mode": {"mode": "lock"},
         "refresh_in_flight": {"started_at": "nope"},
     }
     state = TokenState.from_extra(extra, conn_id="c")
     assert state.generation == 0
     assert state.access_expires_at is None and state.access_lifetime is None
     assert state.access_fingerprint is None and state.refreshed_at is None and state.refreshed_by is None
+    assert state.refreshed_mode is None
     assert state.in_flight is None
 
 

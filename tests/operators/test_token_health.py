@@ -124,21 +124,36 @@ def test_reports_the_chain_bookkeeping_and_never_a_token(
         generation=42,
         refreshed_at="2026-01-02T03:04:05.000+00:00",
         refreshed_by="worker-3:1234",
+        refreshed_mode="lock",
         refresh_in_flight=marker,
         last_interrupted_refresh={**marker, "by": "worker-1:99"},
     )
     report, output = _run(capsys)
     assert report["generation"] == 42
     assert report["refreshed_at"] == "2026-01-02T03:04:05.000+00:00"
-    assert report["refreshed_by"] == "worker-3:1234"
+    assert report["refreshed_by"] == "worker-3:1234" and report["refreshed_mode"] == "lock"
     assert report["refresh_in_flight"].endswith("by worker-7:4242")
     assert report["last_interrupted_refresh"].endswith("by worker-1:99")
-    assert any("token generation 42, last refreshed at 2026-01-02" in line for line in _lines(output, "info"))
+    assert any(
+        "token generation 42, last refreshed at 2026-01-02" in line
+        and "by worker-3:1234 in lock mode" in line
+        for line in _lines(output, "info")
+    )
     warnings = _lines(output, "warning")
     assert any("by worker-7:4242 was interrupted" in line for line in warnings)
     assert any("an earlier refresh was interrupted" in line for line in warnings)
     for secret in (ACCESS, REFRESH):
         assert secret not in output and secret not in json.dumps(report)
+
+
+def test_a_refresh_that_recorded_no_mode_reports_it_as_unknown(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(generation=3, refreshed_at="2026-01-02T03:04:05.000+00:00", refreshed_by="worker-3:1234")
+    report, output = _run(capsys)
+    assert report["refreshed_by"] == "worker-3:1234" and report["refreshed_mode"] is None
+    assert any("by worker-3:1234 in an unrecorded mode" in line for line in _lines(output, "info"))
+    assert not _lines(output, "error")
 
 
 def test_a_refresh_under_way_is_not_called_interrupted(
