@@ -651,6 +651,7 @@ def test_chain_survives_with_no_reuse_and_no_lost_pair(chain: dict[str, Any]) ->
     # The user's keys survive every write; no refresh is left half-done.
     assert stored["refresh_mode"] == "single_writer" and "refresh_expires_at" in stored
     assert "refresh_in_flight" not in stored and stored["refreshed_by"]
+    assert stored["refreshed_mode"] == "single_writer", "the refresh DAG records the mode it refreshed in"
 
 
 def test_chain_health_warns_before_the_deadline_and_shows_no_token(chain: dict[str, Any]) -> None:
