@@ -97,15 +97,14 @@ class CliRunner:
     def _read_line(self, *, timeout: float) -> str:
         stdout = self._pipe(self._proc.stdout)
         ready, _, _ = select.select([stdout], [], [], timeout)
-        line = stdout.readline() if ready else ""
+        if not ready:
+            self.close()
+            raise subprocess.TimeoutExpired(["airflow (in-process CLI)"], timeout)
+        line = stdout.readline()
         if not line:
             self.close()
-            raise (
-                subprocess.TimeoutExpired(["airflow (in-process CLI)"], timeout)
-                if not ready
-                else OSError(
-                    f"the in-process Airflow CLI ended (exit {self._proc.returncode}); see {self._log.name}"
-                )
+            raise OSError(
+                f"the in-process Airflow CLI ended (exit {self._proc.returncode}); see {self._log.name}"
             )
         return line
 
