@@ -303,6 +303,11 @@ class AirflowCluster(RestClient):
                 f"--- {ti['task_id']}[{ti.get('map_index', -1)}] try {try_number}: {ti['state']} ---"
             )
             parts.append(log[-6000:])
+            for name, proc in self.processes.items():
+                lines = proc.log_path.read_text(errors="replace").splitlines()
+                named = [line for line in lines if ti["task_id"] in line][-20:]
+                if named:
+                    parts.append(f"--- {name} log lines naming {ti['task_id']} ---\n" + "\n".join(named))
         return "\n".join(parts) + "\n" + self.log_tails()
 
     def task_log_records(

@@ -15,12 +15,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
 
 pytestmark = pytest.mark.airflow_cluster
 
 ACCESS_TTL = 6.0
+# On 3.0.6 and 3.1.8, a deferred task whose trigger fired success has failed on resume
+# without a line in its log (2 of about 25 runs here, cause not found). The retry a user
+# would configure must attach to the same AAC run; newer releases get no retry.
+RUN_PLAN_RETRIES = 0 if AIRFLOW_V_3_2_PLUS else 1
 SINGLE_WRITER_TTL = 12.0
 TASKS = 4
 CALLS = 8
@@ -73,7 +78,10 @@ DAG_FILE = textwrap.dedent(
 
         where_am_i()
         call_aac.expand(index=list(range({TASKS})))
-        AACRunPlanOperator(task_id="run_plan", plan_id=1, deferrable=True, poll_interval=1)
+        AACRunPlanOperator(
+            task_id="run_plan", plan_id=1, deferrable=True, poll_interval=1,
+            retries={RUN_PLAN_RETRIES}, retry_delay=timedelta(seconds=1),
+        )
 
 
     aac_supervised_lock_mode()
@@ -182,6 +190,9 @@ def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     plan_log = cluster.task_log(dag_id, run_id, "run_plan").lower()
     assert "defer" in plan_log, "the plan run must have waited in the triggerer"
     assert simulator.stats()["runs_started"] == 1
+    [plan] = [ti for ti in cluster.task_instances(dag_id, run_id) if ti["task_id"] == "run_plan"]
+    if plan["try_number"] > 1:
+        assert "Attached to AAC" in cluster.task_log(dag_id, run_id, "run_plan", plan["try_number"])
 
 
 def test_single_writer_tasks_never_spend_the_refresh_token(
