@@ -45,12 +45,14 @@ __all__ = [
     "AACLockUnavailableError",
     "AACNotFoundError",
     "AACPairHeldError",
+    "AACPlanInvalidError",
     "AACRefreshNotPublishedError",
     "AACRefreshOutcomeUnknownError",
     "AACResponseCheckError",
     "AACRunError",
     "AACRunFailedError",
     "AACRunOutcomeUnknownError",
+    "AACRunTargetLookupError",
     "AACRunTimeoutError",
     "AACStoreConflictError",
     "AACStoreError",
@@ -84,6 +86,14 @@ class AACRunOutcomeUnknownError(AACError, AirflowFailException):
     A task retry would send a new request and start a second run, so this failure is
     final: the user looks in AAC instead.
     """
+
+
+class AACPlanInvalidError(AACError, AirflowFailException):
+    """AAC will not run the plan as it stands (``validationStatus`` not ``Valid``): retrying cannot fix it."""
+
+
+class AACRunTargetLookupError(AACConfigError):
+    """A plan, flow or recipe given by name matched no object, or more than one, in the workspace."""
 
 
 class AACResponseCheckError(AACError, AirflowException):

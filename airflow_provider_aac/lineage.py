@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.core.exchange import Exchange, api_call
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.errors import AACApiError, AACError
-from airflow_provider_aac.runs import RunKind
+from airflow_provider_aac.runs import FLOW_RUN_JOB_GROUPS, RunKind
 
 if TYPE_CHECKING:
     from airflow_provider_aac.hooks.aac import AACHook
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 NAMESPACE_SCHEME = "aac"
 PLAN_RUN_FLOW_RUNS = "/v4/planSnapshotRuns/{id}"
 PLAN_RUN_EMBED = {"embed": "flowRuns"}
-FLOW_RUN_JOB_GROUPS = "/v4/flowRuns/{id}/jobGroups"
 JOB_GROUP_INPUTS = "/v4/jobGroups/{id}/inputs"
 JOB_GROUP_OUTPUTS = "/v4/jobGroups/{id}/outputs"
 FACET_NAME = "aacRun"

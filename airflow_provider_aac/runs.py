@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aac.core.errors import reworded
 from airflow_provider_aac.core.exchange import Exchange, api_call
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_POLL_ERRORS = 3
+FLOW_RUN_JOB_GROUPS = "/v4/flowRuns/{id}/jobGroups"
 
 
 class RunKind(str, Enum):
@@ -248,13 +250,35 @@ def _status_exchange(kind: RunKind, run_id: int, backoff: Backoff) -> Exchange[R
     return RunState(kind, run_id, state.raw, failure_message(detail))
 
 
-def _flow_job_group_ids(detail: Any) -> list[int]:
-    groups = detail.get("jobGroups") if isinstance(detail, dict) else None
-    if isinstance(groups, dict):
-        groups = groups.get("data")
+def _flow_job_group_ids(listing: Any) -> list[int]:
+    groups = listing.get("data") if isinstance(listing, dict) else listing
     if not isinstance(groups, list):
         return []
     return [g["id"] for g in groups if isinstance(g, dict) and isinstance(g.get("id"), int)]
+
+
+def _flow_job_groups_exchange(run_id: int, backoff: Backoff) -> Exchange[list[int]]:
+    """The flow run's job groups: AAC API spec v2025.23.2 (operationId getFlowRunJobGroups)."""
+    path = FLOW_RUN_JOB_GROUPS.format(id=run_id)
+    return _flow_job_group_ids((yield from api_call("GET", path, backoff=backoff)).data)
+
+
+# AAC's roles (the project's API notes, docs/runs.md): a plan's Viewer may run it, but
+# canceling its runs needs the Editor role.
+CANCEL_ROLE_HINT = (
+    "AAC refused to cancel {what} (403): the connection's user may start runs it may not cancel. In AAC a "
+    "Viewer of a plan can run it, but canceling needs the Editor role. Ask the owner of the plan or flow "
+    "to share it with this user as Editor, or cancel the run in the AAC UI."
+)
+
+
+def _cancel_call(path: str, what: str, backoff: Backoff) -> Exchange[Any]:
+    try:
+        return (yield from api_call("POST", path, backoff=backoff)).data
+    except AACApiError as err:
+        if err.status_code == 403:
+            raise reworded(err, CANCEL_ROLE_HINT.format(what=what)) from err
+        raise
 
 
 def _cancel_exchange(
@@ -263,20 +287,22 @@ def _cancel_exchange(
     """Cancel the run; answers the job groups cancelled for a flow run, else ``[run_id]``.
 
     AAC documents no cancel endpoint for a flow run, so a flow run is stopped by cancelling
-    its job groups (known from the run request; otherwise read from ``GET /v4/flowRuns/{id}``,
-    whose ``jobGroups`` field is not documented either). A cancel of a finished job does nothing.
+    its job groups (known from the run request; otherwise listed with getFlowRunJobGroups).
+    A cancel of a finished job does nothing (AAC API spec v2025.23.2, operationId
+    cancelJobGroup). A plan run's cancel answer says ``failedToCancelSomeJobs`` when some of
+    its jobs kept running (operationId cancelPlanSnapshotRun, schema planSnapshotRun).
     """
     endpoints = ENDPOINTS[kind]
+    what = f"AAC {endpoints.label} {run_id}"
     if endpoints.cancel_path is not None:
-        yield from api_call("POST", endpoints.cancel_path.format(id=run_id), backoff=backoff)
+        answer = yield from _cancel_call(endpoints.cancel_path.format(id=run_id), what, backoff)
+        if isinstance(answer, dict) and answer.get("failedToCancelSomeJobs") is True:
+            raise AACRunError(
+                f"AAC canceled {what} but reports that it failed to cancel some of its jobs "
+                "(failedToCancelSomeJobs). Open the run in AAC and cancel the jobs still running."
+            )
         return [run_id]
-    ids = list(job_group_ids)
-    if not ids:
-        detail_path = endpoints.detail_path.format(id=run_id)
-        detail = (
-            yield from api_call("GET", detail_path, params={"embed": "jobGroups"}, backoff=backoff)
-        ).data
-        ids = _flow_job_group_ids(detail)
+    ids = list(job_group_ids) or (yield from _flow_job_groups_exchange(run_id, backoff))
     if not ids:
         raise AACRunError(
             f"Could not cancel AAC flow run {run_id}: AAC named none of its job groups, and flow runs "
@@ -287,7 +313,7 @@ def _cancel_exchange(
     failures: list[str] = []
     for group_id in ids:
         try:
-            yield from api_call("POST", job_group.format(id=group_id), backoff=backoff)
+            yield from _cancel_call(job_group.format(id=group_id), f"AAC job group {group_id}", backoff)
         except AACError as err:
             failures.append(f"job group {group_id}: {err}")
     if failures:
@@ -296,6 +322,10 @@ def _cancel_exchange(
             "Cancel the rest in the AAC UI."
         )
     return ids
+
+
+def flow_job_group_ids(hook: AACHook, run_id: int) -> list[int]:
+    return hook.run_exchange(_flow_job_groups_exchange(run_id, hook.backoff))
 
 
 def get_status(hook: AACHook, kind: RunKind, run_id: int) -> RunState:

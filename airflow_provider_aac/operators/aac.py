@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import validate_api_path
 from airflow_provider_aac.core.refresh_schedule import longest_safe_interval, refresh_threshold
-from airflow_provider_aac.errors import AACConfigError, AACResponseCheckError
+from airflow_provider_aac.errors import AACConfigError, AACError, AACPlanInvalidError, AACResponseCheckError
 from airflow_provider_aac.failures import failing_fast
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.run_base import (
@@ -24,7 +24,15 @@ from airflow_provider_aac.operators.run_base import (
     AACRunOperatorBase,
     execution_id,
 )
-from airflow_provider_aac.runs import RunKind, is_templated
+from airflow_provider_aac.operators.run_requests import (
+    FLOW_RUN_OPTIONS,
+    MISSING_FLOW_REFERENCES,
+    VALID_PLAN,
+    check_flow_run_field,
+    flow_run_field,
+    missing_flow_references_message,
+)
+from airflow_provider_aac.runs import RunKind, flow_job_group_ids, is_templated
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
 from airflow_provider_aac.tokens.publication import FORCE_GENERATION_CONF
 
@@ -50,22 +58,36 @@ __all__ = [
 class AACRunPlanOperator(AACRunOperatorBase):
     """Run an AAC plan (``POST /v4/plans/{id}/run``); returns the ``planSnapshotRunId``.
 
+    A plan whose tasks reference deleted flows or outputs (AAC answers ``validationStatus:
+    MissingFlowReferences``, AAC API spec v2025.23.2, operationId runPlan) fails the task at
+    once, without retries, and its snapshot run, which would never start, is canceled.
+
     :param plan_id: the plan to run.
+    :param plan_name: instead of ``plan_id``: the plan's exact name (ids differ between
+        workspaces); resolved when the task runs, and pushed to XCom as ``plan_id``.
     :param plan_node_overrides: sent as ``planNodeOverrides`` when given.
     """
 
     kind = RunKind.PLAN
     id_field = "plan_id"
-    template_fields: Sequence[str] = ("aac_conn_id", "plan_id", "plan_node_overrides")
+    name_field = "plan_name"
+    template_fields: Sequence[str] = ("aac_conn_id", "plan_id", "plan_name", "plan_node_overrides")
     template_fields_renderers = {"plan_node_overrides": "json"}
 
     def __init__(
-        self, *, plan_id: int | str, plan_node_overrides: list[Any] | None = None, **kwargs: Any
+        self,
+        *,
+        plan_id: int | str | None = None,
+        plan_name: str | None = None,
+        plan_node_overrides: list[Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plan_id = plan_id
+        self.plan_name = plan_name
         self.plan_node_overrides = plan_node_overrides
-        self._check_target(plan_id)
+        self._validation_status: str | None = None
+        self._check_target()
 
     def _path(self, target: int) -> str:
         return f"/v4/plans/{target}/run"
@@ -75,37 +97,112 @@ class AACRunPlanOperator(AACRunOperatorBase):
 
     def _run_id_from(self, data: Any) -> int | None:
         value = data.get("planSnapshotRunId") if isinstance(data, dict) else None
+        status = data.get("validationStatus") if isinstance(data, dict) else None
+        self._validation_status = status if isinstance(status, str) else None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _after_start(self, hook: AACHook, target: int, run_id: int) -> None:
+        status = self._validation_status
+        if status in (VALID_PLAN, None):
+            return
+        if status != MISSING_FLOW_REFERENCES:
+            self.log.warning(
+                "AAC answered validationStatus %r for plan %s, a value its API spec does not list; "
+                "following snapshot run %s as usual.",
+                status,
+                target,
+                run_id,
+            )
+            return
+        self.aac_run_id = run_id
+        canceled = self._cancel(hook, "MissingFlowReferences")
+        self._ended = True
+        if canceled:
+            self._run_done()
+        raise AACPlanInvalidError(missing_flow_references_message(target, self.plan_name, run_id, canceled))
 
 
 class AACRunFlowOperator(AACRunOperatorBase):
-    """Run all outputs of an AAC flow (``POST /v4/flows/{id}/run``); returns the flow run id.
+    """Run an AAC flow's outputs (``POST /v4/flows/{id}/run``); returns the flow run id.
 
     The run's job group ids go to XCom under ``job_group_ids``. Flow runs have no cancel
     endpoint in AAC's API, so cancelling one cancels these job groups.
 
+    With ``run_async`` (the default) AAC queues the job groups and answers at once (AAC API
+    spec v2025.23.2, operationId runFlow, query ``runAsync``); its own default, a synchronous
+    answer, waits until every job group is created. An answer slower than
+    ``request_timeout`` is then resent with the same ``x-execution-id``, AAC answers 304,
+    and the task cannot tell which run it started while the flow runs. The job groups of an
+    asynchronous run are read from AAC after the start (operationId getFlowRunJobGroups).
+
     :param flow_id: the flow to run.
+    :param flow_name: instead of ``flow_id``: the flow's exact name, resolved when the task
+        runs and pushed to XCom as ``flow_id``.
     :param run_parameters: sent as ``runParameters`` when given.
+    :param wrangled_dataset_ids: run only the outputs of these recipes (``wrangledDatasetIds``).
+    :param overrides: per-output overrides keyed by recipe name, e.g.
+        ``{"my recipe": {"profiler": True}}`` (``overrides``).
+    :param spark_options: Spark settings for the run, ``{"spark.executor.memory": "4GB"}``
+        (sent as ``sparkOptions``, a list of key/value pairs).
+    :param run_async: send ``runAsync=true`` (default True; see above).
     """
 
     kind = RunKind.FLOW
     id_field = "flow_id"
-    template_fields: Sequence[str] = ("aac_conn_id", "flow_id", "run_parameters")
-    template_fields_renderers = {"run_parameters": "json"}
+    name_field = "flow_name"
+    template_fields: Sequence[str] = (
+        "aac_conn_id",
+        "flow_id",
+        "flow_name",
+        "run_parameters",
+        "wrangled_dataset_ids",
+        "overrides",
+        "spark_options",
+    )
+    template_fields_renderers = {
+        "run_parameters": "json",
+        "wrangled_dataset_ids": "json",
+        "overrides": "json",
+        "spark_options": "json",
+    }
 
     def __init__(
-        self, *, flow_id: int | str, run_parameters: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        *,
+        flow_id: int | str | None = None,
+        flow_name: str | None = None,
+        run_parameters: dict[str, Any] | None = None,
+        wrangled_dataset_ids: list[int | str] | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+        spark_options: dict[str, str] | None = None,
+        run_async: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.flow_id = flow_id
+        self.flow_name = flow_name
         self.run_parameters = run_parameters
-        self._check_target(flow_id)
+        self.wrangled_dataset_ids = wrangled_dataset_ids
+        self.overrides = overrides
+        self.spark_options = spark_options
+        if not isinstance(run_async, bool):
+            raise AACConfigError(f"run_async must be True or False, not {run_async!r}.")
+        self.run_async = run_async
+        self._check_target()
+        for name in FLOW_RUN_OPTIONS:
+            check_flow_run_field(name, getattr(self, name))
 
     def _path(self, target: int) -> str:
         return f"/v4/flows/{target}/run"
 
     def _body(self, target: int) -> dict[str, Any] | None:
-        return None if self.run_parameters is None else {"runParameters": self.run_parameters}
+        body: dict[str, Any] = {}
+        for name in FLOW_RUN_OPTIONS:
+            body.update(flow_run_field(name, getattr(self, name)))
+        return body or None
+
+    def _query(self) -> dict[str, str] | None:
+        return {"runAsync": "true"} if self.run_async else None
 
     def _run_id_from(self, data: Any) -> int | None:
         if not isinstance(data, dict):
@@ -116,6 +213,14 @@ class AACRunFlowOperator(AACRunOperatorBase):
         ]
         value = data.get("flowRunId")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _after_start(self, hook: AACHook, target: int, run_id: int) -> None:
+        if self.job_group_ids:
+            return
+        try:
+            self.job_group_ids = flow_job_group_ids(hook, run_id)
+        except AACError as err:
+            self.log.info("Could not list the job groups of AAC flow run %s yet: %s", run_id, err)
 
     def _publish(self, context: Context) -> None:
         context["ti"].xcom_push(key=JOB_GROUP_IDS_XCOM_KEY, value=self.job_group_ids)
@@ -129,28 +234,39 @@ class AACRunJobGroupOperator(AACRunOperatorBase):
     repeat that AAC already acted on answers 304 instead of starting a second job.
 
     :param wrangled_dataset_id: the recipe (wrangled dataset) whose outputs to run.
+    :param wrangled_dataset_name: instead of ``wrangled_dataset_id``: the recipe's exact
+        name (fails when several recipes share it), pushed to XCom as ``wrangled_dataset_id``.
     :param overrides: sent as ``overrides`` when given.
     :param run_parameters: sent as ``runParameters`` when given.
     """
 
     kind = RunKind.JOB_GROUP
     id_field = "wrangled_dataset_id"
-    template_fields: Sequence[str] = ("aac_conn_id", "wrangled_dataset_id", "overrides", "run_parameters")
+    name_field = "wrangled_dataset_name"
+    template_fields: Sequence[str] = (
+        "aac_conn_id",
+        "wrangled_dataset_id",
+        "wrangled_dataset_name",
+        "overrides",
+        "run_parameters",
+    )
     template_fields_renderers = {"overrides": "json", "run_parameters": "json"}
 
     def __init__(
         self,
         *,
-        wrangled_dataset_id: int | str,
+        wrangled_dataset_id: int | str | None = None,
+        wrangled_dataset_name: str | None = None,
         overrides: dict[str, Any] | None = None,
         run_parameters: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.wrangled_dataset_id = wrangled_dataset_id
+        self.wrangled_dataset_name = wrangled_dataset_name
         self.overrides = overrides
         self.run_parameters = run_parameters
-        self._check_target(wrangled_dataset_id)
+        self._check_target()
 
     def _path(self, target: int) -> str:
         return "/v4/jobGroups"

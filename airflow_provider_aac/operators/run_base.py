@@ -25,9 +25,11 @@ from airflow_provider_aac.errors import (
     AACRunTimeoutError,
 )
 from airflow_provider_aac.failures import failing_fast, final
+from airflow_provider_aac.hooks.aac import DEFAULT_TIMEOUT as DEFAULT_REQUEST_TIMEOUT
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
 from airflow_provider_aac.resume import RunRecord, RunResume
+from airflow_provider_aac.run_targets import check_id_or_name, check_name, find_by_name
 from airflow_provider_aac.runs import (
     ENDPOINTS,
     MAX_CONSECUTIVE_POLL_ERRORS,
@@ -37,7 +39,6 @@ from airflow_provider_aac.runs import (
     cancel,
     failure_error,
     get_status,
-    is_templated,
     positive_int,
     positive_seconds,
     run_url,
@@ -96,10 +97,12 @@ class AACRunOperatorBase(BaseOperator):
     :param resume: let a retry attach to this task's earlier run (default True).
     :param retry_failed_runs: a run that AAC failed or canceled fails the task with its
         normal retries, each starting a new run (default); False fails it for good.
+    :param request_timeout: seconds each HTTP request to AAC may take (> 0).
     """
 
     kind: ClassVar[RunKind]
     id_field: ClassVar[str]
+    name_field: ClassVar[str]
     ui_color = "#cfe3ff"
     operator_extra_links = (AACRunLink(),)
     max_poll_errors: int = MAX_CONSECUTIVE_POLL_ERRORS
@@ -116,10 +119,12 @@ class AACRunOperatorBase(BaseOperator):
         cancel_on_timeout: bool = True,
         resume: bool = True,
         retry_failed_runs: bool = True,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.aac_conn_id = aac_conn_id
+        self.request_timeout = positive_seconds(request_timeout, "request_timeout")
         self.wait_for_completion = wait_for_completion
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
@@ -135,12 +140,22 @@ class AACRunOperatorBase(BaseOperator):
         self._resume: RunResume | None = None
         self._run_started_at: float | None = None
 
-    def _check_target(self, value: Any) -> None:
-        if not is_templated(value):
-            positive_int(value, self.id_field)
+    def _check_target(self) -> None:
+        check_id_or_name(
+            getattr(self, self.id_field), getattr(self, self.name_field), self.id_field, self.name_field
+        )
 
-    def _target(self) -> int:
-        return positive_int(getattr(self, self.id_field), self.id_field)
+    def _resolve_target(self, hook: AACHook) -> int:
+        """The id given, or the id of the one object AAC lists under the name given."""
+        name = getattr(self, self.name_field)
+        if name is None:
+            return positive_int(getattr(self, self.id_field), self.id_field)
+        target = find_by_name(hook, self.kind, check_name(name, self.name_field))
+        self.log.info("%s %r is id %s in AAC.", self.name_field, name, target)
+        return target
+
+    def _hook(self) -> AACHook:
+        return AACHook(self.aac_conn_id, timeout=self.request_timeout)
 
     # -- what differs per kind
 
@@ -149,6 +164,12 @@ class AACRunOperatorBase(BaseOperator):
 
     def _body(self, target: int) -> dict[str, Any] | None:
         return None
+
+    def _query(self) -> dict[str, str] | None:
+        return None
+
+    def _after_start(self, hook: AACHook, target: int, run_id: int) -> None:
+        """Act on what the start answer said beyond the run id (raise to end the task)."""
 
     def _run_id_from(self, data: Any) -> int | None:
         raise NotImplementedError
@@ -163,8 +184,9 @@ class AACRunOperatorBase(BaseOperator):
             return self._execute(context)
 
     def _execute(self, context: Context) -> int:
-        target = self._target()
-        hook = AACHook(self.aac_conn_id)
+        hook = self._hook()
+        target = self._resolve_target(hook)
+        context["ti"].xcom_push(key=self.id_field, value=target)
         self._resume = resume = RunResume.open(
             context, self.kind.value, target, enabled=self.resume, logger=self.log
         )
@@ -182,6 +204,7 @@ class AACRunOperatorBase(BaseOperator):
             resume.begin(ident)
             run_id = self._start(hook, target, ident, from_earlier_try=pending)
             resume.started(run_id, self.job_group_ids)
+            self._after_start(hook, target, run_id)
         self.aac_run_id = run_id
         self._run_started_at = time.time()
         self._run_url = run_url(read_config(self.aac_conn_id), self.kind, run_id)
@@ -217,9 +240,10 @@ class AACRunOperatorBase(BaseOperator):
                     run_url=self._run_url,
                     job_group_ids=self.job_group_ids,
                     max_poll_errors=self.max_poll_errors,
+                    first_poll_at=time.time() + self.poll_interval,
                 ),
                 method_name="execute_complete",
-                kwargs={"run_started_at": self._run_started_at},
+                kwargs={"run_started_at": self._run_started_at, "target": target},
                 timeout=timedelta(
                     seconds=max(0.0, end_time - time.time()) + TRIGGER_TIMEOUT_MARGIN + 2 * self.poll_interval
                 ),
@@ -255,7 +279,9 @@ class AACRunOperatorBase(BaseOperator):
         if wait > 0:
             self.log.info("AAC's rate limit for %s resets in %.1f s; waiting for it.", path, wait)
             time.sleep(wait)
-        response = hook.request("POST", path, json=self._body(target), headers={EXECUTION_ID_HEADER: ident})
+        response = hook.request(
+            "POST", path, json=self._body(target), params=self._query(), headers={EXECUTION_ID_HEADER: ident}
+        )
         RUN_GATE.observe(gate, response.headers)
         return self._started_run(path, response, from_earlier_try)
 
@@ -324,14 +350,18 @@ class AACRunOperatorBase(BaseOperator):
         metrics.run_finished(self.kind.value, outcome, None if started is None else time.time() - started)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], run_started_at: float | None = None
+        self,
+        context: Context,
+        event: dict[str, Any],
+        run_started_at: float | None = None,
+        target: int | None = None,
     ) -> int:
         """Back from the trigger: its event says how the run ended."""
         self._run_started_at = run_started_at
         with failing_fast(run_failure_is_final=not self.retry_failed_runs):
-            return self._complete(context, event)
+            return self._complete(context, event, target)
 
-    def _complete(self, context: Context, payload: dict[str, Any]) -> int:
+    def _complete(self, context: Context, payload: dict[str, Any], target: int | None = None) -> int:
         from airflow_provider_aac.triggers.aac import RunEvent
 
         event = RunEvent.from_payload(payload)
@@ -345,8 +375,11 @@ class AACRunOperatorBase(BaseOperator):
         status = event.status
         self._measure(status if status in ("success", "failed", "timeout") else "error")
         if status in ("success", "failed") or (status == "timeout" and event.canceled):
+            # Deferrals from before name lookups carry no target: their operators had ids.
+            if target is None:
+                target = positive_int(getattr(self, self.id_field), self.id_field)
             self._resume = RunResume.open(
-                context, self.kind.value, self._target(), enabled=self.resume, logger=self.log
+                context, self.kind.value, target, enabled=self.resume, logger=self.log
             )
             self._run_done()
         if status == "success":
@@ -375,7 +408,7 @@ class AACRunOperatorBase(BaseOperator):
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and not self._ended:
-            self._cancel(AACHook(self.aac_conn_id), "kill")
+            self._cancel(self._hook(), "kill")
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Datasets the run's job groups read and wrote, and the run's id and URL (OpenLineage).

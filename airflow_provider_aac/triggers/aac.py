@@ -111,6 +111,7 @@ class AACRunTrigger(BaseTrigger):
         run_url: str | None = None,
         job_group_ids: Sequence[int] | None = None,
         max_poll_errors: int = MAX_CONSECUTIVE_POLL_ERRORS,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.kind = RunKind(kind)
@@ -123,6 +124,7 @@ class AACRunTrigger(BaseTrigger):
         self.run_url = run_url
         self.job_group_ids = [int(i) for i in job_group_ids or ()]
         self.max_poll_errors = int(max_poll_errors)
+        self.first_poll_at = float(first_poll_at) if first_poll_at is not None else None
         self._finished = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -139,6 +141,7 @@ class AACRunTrigger(BaseTrigger):
                 "run_url": self.run_url,
                 "job_group_ids": list(self.job_group_ids),
                 "max_poll_errors": self.max_poll_errors,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -170,6 +173,11 @@ class AACRunTrigger(BaseTrigger):
         hook = AACHook(self.aac_conn_id)
         errors = PollErrors(self.max_poll_errors)
         what = f"AAC {ENDPOINTS[self.kind].label} {self.run_id}"
+        if self.first_poll_at is not None:
+            # The operator checked the run just before deferring. An event fired seconds after a
+            # deferral can be failed by Airflow's scheduler (apache/airflow#66374, #67287, #72716),
+            # so the first poll waits the normal interval after that check.
+            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
         while True:
             try:
                 state = await aget_status(hook, self.kind, self.run_id)

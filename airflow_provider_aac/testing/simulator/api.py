@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aac.testing.simulator.counters import Counters
 from airflow_provider_aac.testing.simulator.faults import FaultSchedule, Shot
+from airflow_provider_aac.testing.simulator.listing_filters import filtered
 from airflow_provider_aac.testing.simulator.run_book import DefinitionKind, ExecutionKey, RunBook
+from airflow_provider_aac.testing.simulator.run_flow_request import (
+    run_async_flag,
+    run_flow_recipe_ids,
+    run_flow_spark_options,
+)
 from airflow_provider_aac.testing.simulator.tokens import CURRENT_PERSON, TokenAuthority
 from airflow_provider_aac.testing.simulator.wire import (
     ApiError,
@@ -71,6 +77,7 @@ class V4Api:
             ("GET", r"/v4/jobGroups/(?P<id>\d+)/status", self._job_group_status),
             ("POST", r"/v4/jobGroups/(?P<id>\d+)/cancel", self._cancel_job_group),
             ("GET", r"/v4/flows", self._list_flows),
+            ("GET", r"/v4/wrangledDatasets", self._list_wrangled_datasets),
             ("POST", r"/v4/flows/(?P<id>\d+)/run", self._run_flow),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)", self._get_flow_run),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)/status", self._flow_run_status),
@@ -119,8 +126,12 @@ class V4Api:
     def _list_flows(self, request: Request, match: re.Match[str]) -> Response:
         return self._listing("flow", request)
 
+    def _list_wrangled_datasets(self, request: Request, match: re.Match[str]) -> Response:
+        return self._listing("dataset", request)
+
     def _listing(self, kind: DefinitionKind, request: Request) -> Response:
-        return json_response(200, page(self._book.listing(kind), request.query))
+        rows = filtered(self._book.listing(kind), request.query, kind)
+        return json_response(200, page(rows, request.query))
 
     # ----------------------------------------------------------------- plans
 
@@ -132,7 +143,10 @@ class V4Api:
         if run is None:
             return Response(304)
         self._lineage.record_start("plan", plan_id, run.id, request)
-        return json_response(201, {"validationStatus": "Valid", "planSnapshotRunId": run.id})
+        plan = self._book.definition("plan", plan_id)
+        # AAC API spec v2025.23.2 (operationId runPlan): both fields are required in either case.
+        status = "MissingFlowReferences" if plan is not None and plan.missing_flow_references else "Valid"
+        return json_response(201, {"validationStatus": status, "planSnapshotRunId": run.id})
 
     def _get_plan_run(self, request: Request, match: re.Match[str]) -> Response:
         with self._book.lock:
@@ -194,13 +208,24 @@ class V4Api:
     # ----------------------------------------------------------------- flows
 
     def _run_flow(self, request: Request, match: re.Match[str]) -> Response:
+        """AAC API spec v2025.23.2 (operationId runFlow, schema flowRunRequest, query runAsync)."""
         body = json_body(request, required=False)
         require_type(body, "runParameters", dict, "an object")
+        require_type(body, "overrides", dict, "an object keyed by recipe name")
+        recipe_ids = run_flow_recipe_ids(body)
+        run_flow_spark_options(body)
+        run_async = run_async_flag(request)
         flow_id = path_id(match)
-        run = self._book.start_flow(flow_id, execution_key(request, "flow", flow_id))
+        run = self._book.start_flow(flow_id, execution_key(request, "flow", flow_id), recipe_ids)
         if run is None:
             return Response(304)
         self._lineage.record_start("flow", flow_id, run.id, request)
+        if run_async:
+            # The job groups are queued, not yet created: the answer names none of them.
+            return json_response(201, {"flowRunId": run.id, "data": []})
+        flow = self._book.definition("flow", flow_id)
+        if flow is not None and flow.answer_delay > 0:
+            time.sleep(flow.answer_delay)
         data = [
             {"id": group.id, "reason": "JobStarted", "sessionId": group.session_id}
             for group in run.job_groups

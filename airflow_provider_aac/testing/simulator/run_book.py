@@ -7,6 +7,7 @@ requests with the same ``x-execution-id`` start one run between them, never two.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from airflow_provider_aac.testing.simulator.runs import (
     PlanRun,
     Progress,
 )
-from airflow_provider_aac.testing.simulator.wire import find
+from airflow_provider_aac.testing.simulator.wire import ApiError, find
 
 DefinitionKind = Literal["plan", "flow", "dataset"]
 ExecutionKey = tuple[str, int, str]  # run kind, target id, x-execution-id
@@ -48,13 +49,27 @@ class RunBook:
         self._output_ids = itertools.count(60001)
 
     def define(
-        self, kind: DefinitionKind, ident: int, outcome: str, duration: float | None, name: str
+        self,
+        kind: DefinitionKind,
+        ident: int,
+        outcome: str,
+        duration: float | None,
+        name: str,
+        **behaviour: Any,
     ) -> None:
-        """Replaces any earlier definition, so a test can change the outcome of a seeded id."""
+        """Replaces any earlier definition, so a test can change the outcome of a seeded id.
+
+        ``behaviour`` sets :class:`Definition`'s optional fields (``missing_flow_references``,
+        ``answer_delay``).
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}")
         with self.lock:
-            self._definitions[kind][ident] = Definition(ident, name, outcome, duration)
+            self._definitions[kind][ident] = Definition(ident, name, outcome, duration, **behaviour)
+
+    def definition(self, kind: DefinitionKind, ident: int) -> Definition | None:
+        with self.lock:
+            return self._definitions[kind].get(ident)
 
     def listing(self, kind: DefinitionKind) -> list[dict[str, Any]]:
         with self.lock:
@@ -67,8 +82,11 @@ class RunBook:
     def start_job_group(self, dataset_id: int, key: ExecutionKey | None) -> JobGroup | None:
         return self._start("dataset", dataset_id, "Wrangled dataset", key, self._new_dataset_job_group)
 
-    def start_flow(self, flow_id: int, key: ExecutionKey | None) -> FlowRun | None:
-        return self._start("flow", flow_id, "Flow", key, self._new_flow_run)
+    def start_flow(
+        self, flow_id: int, key: ExecutionKey | None, recipe_ids: list[int] | None = None
+    ) -> FlowRun | None:
+        """``recipe_ids``: the outputs to run (``wrangledDatasetIds``); None or empty runs them all."""
+        return self._start("flow", flow_id, "Flow", key, lambda flow: self._new_flow_run(flow, recipe_ids))
 
     def flow_runs_of(self, run: PlanRun) -> list[FlowRun]:
         """Lock held."""
@@ -104,8 +122,15 @@ class RunBook:
         return Progress(definition.outcome, duration, message)
 
     def _new_plan_run(self, plan: Definition) -> PlanRun:
-        run = PlanRun(next(self._plan_run_ids), plan.id, self._progress_for(plan, f"Plan '{plan.name}'"))
+        progress = self._progress_for(plan, f"Plan '{plan.name}'")
+        if plan.missing_flow_references:
+            # AAC API spec v2025.23.2 (operationId runPlan): such a plan is not queued, so its
+            # snapshot run never starts; it stays Created until canceled.
+            progress.duration = math.inf
+        run = PlanRun(next(self._plan_run_ids), plan.id, progress)
         self.plan_runs[run.id] = run
+        if plan.missing_flow_references:
+            return run
         # A plan runs its tasks as flow runs; the simulator's plan has one, sharing the plan run's clock.
         flow_run = FlowRun(next(self._flow_run_ids), plan.id * 1000, [])
         flow_run.job_groups.append(self._new_job_group(plan.id * 1000 + 2, run.progress, flow_run.id))
@@ -117,11 +142,19 @@ class RunBook:
         progress = self._progress_for(recipe, f"Job for wrangled dataset {recipe.id}")
         return self._new_job_group(recipe.id, progress, None)
 
-    def _new_flow_run(self, flow: Definition) -> FlowRun:
+    def _new_flow_run(self, flow: Definition, recipe_ids: list[int] | None) -> FlowRun:
+        unknown = sorted(set(recipe_ids or []) - set(flow.recipe_ids()))
+        if unknown:
+            raise ApiError(
+                400,
+                f"wrangledDatasetIds {unknown} are not recipes with outputs in flow {flow.id}",
+                details={"field": "wrangledDatasetIds", "recipes": flow.recipe_ids()},
+            )
         run = FlowRun(next(self._flow_run_ids), flow.id, [])
-        # A flow's single output recipe gets a synthetic id, so job groups look like AAC's.
-        progress = self._progress_for(flow, f"Flow '{flow.name}'")
-        run.job_groups.append(self._new_job_group(flow.id * 1000 + 1, progress, run.id))
+        # Each output recipe has a synthetic id, so job groups look like AAC's: one per output run.
+        for recipe_id in recipe_ids or flow.recipe_ids():
+            progress = self._progress_for(flow, f"Flow '{flow.name}'")
+            run.job_groups.append(self._new_job_group(recipe_id, progress, run.id))
         self.flow_runs[run.id] = run
         return run
 

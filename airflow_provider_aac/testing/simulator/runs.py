@@ -28,6 +28,15 @@ class Definition:
     outcome: str
     duration: float | None  # None: the simulator's run_duration
     created_at: float = field(default_factory=time.time)
+    # A plan whose tasks reference deleted flows or outputs: runPlan answers MissingFlowReferences.
+    missing_flow_references: bool = False
+    # Seconds a synchronous runFlow answer takes after the run exists (job groups being created).
+    answer_delay: float = 0.0
+    # A flow's outputs, each after its own recipe (ids ``id * 1000 + 1`` onwards).
+    outputs: int = 1
+
+    def recipe_ids(self) -> list[int]:
+        return [self.id * 1000 + 1 + n for n in range(self.outputs)]
 
     def listing(self) -> dict[str, Any]:
         stamp = iso(self.created_at)

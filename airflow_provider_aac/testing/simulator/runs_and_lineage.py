@@ -14,12 +14,13 @@ documented; the simulator embeds them as ``flowRuns`` on request (``?embed=flowR
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -84,6 +85,8 @@ class RunStart:
     run_id: int
     execution_id: str | None
     at: float
+    body: Any = None  # the decoded JSON request body, so a test can see what reached AAC
+    query: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,7 +258,10 @@ class RunsAndLineage:
     def record_start(self, kind: str, target: int, run_id: int, request: Request) -> None:
         execution_id = request.headers.get("x-execution-id", "").strip() or None
         with self._lock:
-            self._starts.append(RunStart(kind, target, run_id, execution_id, self._clock()))
+            body = json.loads(request.body) if request.body.strip() else None
+            self._starts.append(
+                RunStart(kind, target, run_id, execution_id, self._clock(), body, dict(request.query))
+            )
 
     def routes(self) -> list[Route]:
         return compile_routes(

@@ -245,9 +245,21 @@ class AACSimulator:
         outcome: str = "Complete",
         duration: float | None = None,
         name: str | None = None,
+        missing_flow_references: bool = False,
     ) -> None:
-        """Make a plan runnable; its runs end in `outcome` after `duration` (None: run_duration)."""
-        self._book.define("plan", plan_id, outcome, duration, name or f"Plan {plan_id}")
+        """Make a plan runnable; its runs end in `outcome` after `duration` (None: run_duration).
+
+        ``missing_flow_references``: runPlan answers ``validationStatus: MissingFlowReferences``
+        (the plan's tasks reference deleted flows or outputs) and its snapshot run never starts.
+        """
+        self._book.define(
+            "plan",
+            plan_id,
+            outcome,
+            duration,
+            name or f"Plan {plan_id}",
+            missing_flow_references=missing_flow_references,
+        )
 
     def add_flow(
         self,
@@ -256,13 +268,32 @@ class AACSimulator:
         outcome: str = "Complete",
         duration: float | None = None,
         name: str | None = None,
+        sync_answer_delay: float = 0.0,
+        outputs: int = 1,
     ) -> None:
-        self._book.define("flow", flow_id, outcome, duration, name or f"Flow {flow_id}")
+        """``sync_answer_delay``: seconds a runFlow answer without ``runAsync=true`` takes after
+        the run exists, as AAC's does while it creates the job groups; with ``runAsync=true``
+        the answer comes at once. ``outputs``: how many outputs (recipes ``flow_id * 1000 + 1``
+        onwards) the flow has."""
+        self._book.define(
+            "flow",
+            flow_id,
+            outcome,
+            duration,
+            name or f"Flow {flow_id}",
+            answer_delay=sync_answer_delay,
+            outputs=outputs,
+        )
 
     def add_wrangled_dataset(
-        self, dataset_id: int, *, outcome: str = "Complete", duration: float | None = None
+        self,
+        dataset_id: int,
+        *,
+        outcome: str = "Complete",
+        duration: float | None = None,
+        name: str | None = None,
     ) -> None:
-        self._book.define("dataset", dataset_id, outcome, duration, f"Recipe {dataset_id}")
+        self._book.define("dataset", dataset_id, outcome, duration, name or f"Recipe {dataset_id}")
 
     # ----------------------------------------------------------------- request handling
 
