@@ -204,7 +204,10 @@ class AACRunOperatorBase(BaseOperator):
             resume.begin(ident)
             run_id = self._start(hook, target, ident, from_earlier_try=pending)
             resume.started(run_id, self.job_group_ids)
+            known_groups = list(self.job_group_ids)
             self._after_start(hook, target, run_id)
+            if self.job_group_ids != known_groups:
+                resume.started(run_id, self.job_group_ids)
         self.aac_run_id = run_id
         self._run_started_at = time.time()
         self._run_url = run_url(read_config(self.aac_conn_id), self.kind, run_id)

@@ -382,7 +382,7 @@ def test_templated_fields_render_then_validate(aac_conn: AACSimulator) -> None:
     assert aac_conn.stats()["runs_started"] == 1
 
 
-@pytest.mark.parametrize("value", ["abc", 0, -1, True, "0", None, 4.5])
+@pytest.mark.parametrize("value", ["abc", 0, -1, True, "0", 4.5])
 @pytest.mark.parametrize(
     ("cls", "field"),
     [
@@ -394,6 +394,23 @@ def test_templated_fields_render_then_validate(aac_conn: AACSimulator) -> None:
 def test_bad_ids_are_rejected_when_the_dag_is_parsed(cls: type, field: str, value: object) -> None:
     with pytest.raises(AACConfigError, match=f"{field} must be a positive integer AAC id"):
         cls(task_id=_task_id(), **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "name_field"),
+    [
+        (AACRunPlanOperator, "plan_id", "plan_name"),
+        (AACRunFlowOperator, "flow_id", "flow_name"),
+        (AACRunJobGroupOperator, "wrangled_dataset_id", "wrangled_dataset_name"),
+    ],
+)
+def test_an_id_or_a_name_is_required_but_not_both(cls: type, field: str, name_field: str) -> None:
+    with pytest.raises(AACConfigError, match=f"exactly one of {field} and {name_field}, not neither"):
+        cls(task_id=_task_id())
+    with pytest.raises(AACConfigError, match=f"exactly one of {field} and {name_field}, not both"):
+        cls(task_id=_task_id(), **{field: 1, name_field: "x"})
+    with pytest.raises(AACConfigError, match=f"{name_field} must be the non-empty name"):
+        cls(task_id=_task_id(), **{name_field: "  "})
 
 
 @pytest.mark.parametrize("name", ["poll_interval", "timeout"])
