@@ -301,6 +301,18 @@ def test_unknown_plan_fails_at_once(aac_conn: AACSimulator) -> None:
 # --------------------------------------------------------------------------- deferrable
 
 
+@pytest.mark.aac_simulator(run_duration=0)
+@pytest.mark.parametrize("kind", ["plan", "flow", "job_group"])
+def test_a_run_already_ended_at_the_check_before_deferring_finishes_without_deferring(
+    aac_conn: AACSimulator, kind: str
+) -> None:
+    """No trigger that would fire right after the deferral, where Airflow's scheduler can fail
+    the task (apache/airflow#23824, #66374, #67287, #72716)."""
+    ti = FakeTI()
+    run_id = RUNNERS[kind](deferrable=True).execute(context_for(ti))
+    assert run_id == ti.xcom["run_id"] and status_of(kind, run_id) == "Complete"
+
+
 @pytest.mark.aac_simulator(run_duration=0.6)
 @pytest.mark.parametrize("kind", ["plan", "flow", "job_group"])
 def test_deferrable_run_through_its_trigger(aac_conn: AACSimulator, kind: str) -> None:
@@ -318,6 +330,9 @@ def test_deferrable_run_through_its_trigger(aac_conn: AACSimulator, kind: str) -
     assert kwargs["run_id"] == run_id and kwargs["kind"] == kind and kwargs["poll_interval"] == 0.05
     assert before + 60 <= kwargs["end_time"] <= time.time() + 60
     assert deferred.value.timeout is not None and deferred.value.timeout.total_seconds() > 60
+    # The operator checked the run just before deferring; the trigger's first poll waits an interval.
+    assert before + 0.05 <= kwargs["first_poll_at"] <= time.time() + 0.05
+    assert deferred.value.kwargs["target"] == GOOD[kind][op.id_field]
     if kind == "flow":
         assert kwargs["job_group_ids"] == ti.xcom["job_group_ids"]
     rebuilt = AACRunTrigger(**json.loads(json.dumps(kwargs)))

@@ -14,7 +14,7 @@ from airflow_provider_aac.runs import RunKind, RunState
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers import aac as trigger_module
 from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
-from tests.operators.aac_env import aac_conn, start_run, status_of
+from tests.operators.aac_env import aac_conn, start_run, status_of, wait_for
 
 __all__ = ["aac_conn"]
 
@@ -316,3 +316,19 @@ def test_before_airflow_3_3_an_unreadable_task_state_keeps_the_run(
 
 def test_airflow_3_3_is_detected() -> None:
     assert trigger_module.TRIGGERER_CALLS_ON_KILL is True  # the suite pins apache-airflow 3.3.2
+
+
+@pytest.mark.aac_simulator(run_duration=0.1)
+def test_the_first_poll_waits_the_interval_after_the_operators_own_check(aac_conn: AACSimulator) -> None:
+    """A run that ends right after the deferral is reported one interval later, not at once:
+    an event fired seconds after a deferral can be failed by Airflow's scheduler."""
+    run_id = start_run("plan", 1)
+    wait_for(lambda: status_of("plan", run_id) == "Complete" or None)
+    calls_before = aac_conn.stats()["api_calls"]
+    started = time.monotonic()
+    event = _event(_trigger("plan", run_id, first_poll_at=time.time() + 0.8))
+    assert event["status"] == "success"
+    assert time.monotonic() - started >= 0.75
+    assert aac_conn.stats()["api_calls"] - calls_before == 1, "one poll, after the wait"
+    kwargs = _trigger("plan", run_id, first_poll_at=12.5).serialize()[1]
+    assert kwargs["first_poll_at"] == 12.5
