@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER
@@ -495,6 +496,8 @@ def test_refresh_operator_refuses_an_unwritable_connection(aac_conn: AACSimulato
 # --------------------------------------------------------------------------- the real task runner
 
 E2E_DAG = """
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG
 from airflow_provider_aac.operators.aac import (
@@ -505,7 +508,10 @@ from airflow_provider_aac.sensors.aac import AACJobGroupSensor, AACPlanRunSensor
 CONN = "{conn_id}"
 with DAG(
     "{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1),
-    params={{"plan_id": 1, "node": "n1", "engine": "photon", "limit": 1}},
+    params={{
+        "plan_id": 1, "node": "n1", "engine": "photon", "limit": 1,
+        "deleted_refs_plan": "Plan with deleted flows", "recipe": "12002", "memory": "4GB",
+    }},
     default_args={{"aac_conn_id": CONN}},
 ) as dag:
     run_plan = AACRunPlanOperator(
@@ -532,6 +538,15 @@ with DAG(
     )
     refresh = AACRefreshTokenOperator(task_id="refresh", force=True)
     broken = AACRunPlanOperator(task_id="broken", plan_id=2, poll_interval=0.1)
+    missing_refs = AACRunPlanOperator(
+        task_id="missing_refs", plan_name="{{{{ params.deleted_refs_plan }}}}", poll_interval=0.1,
+        retries=2, retry_delay=timedelta(seconds=60),
+    )
+    flow_by_name = AACRunFlowOperator(
+        task_id="flow_by_name", flow_name="Regional flow", wrangled_dataset_ids=["{{{{ params.recipe }}}}"],
+        overrides={{"Recipe 12002": {{"profiler": True}}}},
+        spark_options={{"spark.executor.memory": "{{{{ params.memory }}}}"}}, poll_interval=0.1,
+    )
     run_plan >> wait_plan
     run_flow >> wait_groups
 """
@@ -553,11 +568,16 @@ spec.loader.exec_module(module)
 run = module.dag.test()
 
 with create_session() as session:
-    states = {{ti.task_id: str(ti.state) for ti in session.query(TaskInstance).filter_by(dag_id="{dag_id}", run_id=run.run_id)}}
+    tis = session.query(TaskInstance).filter_by(dag_id="{dag_id}", run_id=run.run_id).all()
+    states = {{ti.task_id: str(ti.state) for ti in tis}}
+    tries = {{ti.task_id: ti.try_number for ti in tis}}
+    durations = {{ti.task_id: ti.duration for ti in tis}}
     xcoms = {{}}
     for row in session.query(XComModel).filter_by(dag_id="{dag_id}", run_id=run.run_id):
         xcoms.setdefault(row.task_id, {{}})[row.key] = XComModel.deserialize_value(row)
-print("E2E_RESULT " + json.dumps({{"states": states, "xcoms": xcoms}}, default=str))
+print("E2E_RESULT " + json.dumps(
+    {{"states": states, "tries": tries, "durations": durations, "xcoms": xcoms}}, default=str
+))
 """
 
 
@@ -570,6 +590,8 @@ def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
     path = home.dags_folder / f"{dag_id}.py"
     path.write_text(textwrap.dedent(E2E_DAG.format(dag_id=dag_id, conn_id=conn_id)))
     with AACSimulator(access_ttl=1.5, run_duration=1.5) as simulator:
+        simulator.add_plan(3, name="Plan with deleted flows", missing_flow_references=True)
+        simulator.add_flow(12, name="Regional flow", outputs=2)
         pair = simulator.mint_pair()
         secret = {"host": simulator.base_url, **{k: pair[k] for k in ("access_token", "refresh_token")}}
         result = home.run_python(
@@ -582,11 +604,23 @@ def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
         line = next((x for x in result.stdout.splitlines() if x.startswith("E2E_RESULT ")), None)
         assert line, f"dag.test() did not finish (exit {result.returncode}):\n{output[-6000:]}"
         stored = home.get_connection_extra(conn_id)
+        stats = simulator.stats()
+        look = simulator.mint_pair()["access_token"]
+        plan_runs = {
+            start.run_id: requests.get(
+                f"{simulator.base_url}/v4/planSnapshotRuns/{start.run_id}",
+                headers={"Authorization": f"Bearer {look}"},
+                timeout=10,
+            ).json()["status"]
+            for start in simulator.runs.starts("plan", 3)
+        }
         yield {
             **json.loads(line[len("E2E_RESULT ") :]),
             "output": output,
-            "stats": simulator.stats(),
+            "stats": stats,
             "stored": stored,
+            "deleted_refs_plan_runs": plan_runs,
+            "flow_starts": simulator.runs.starts("flow", 12),
             "tokens": [
                 pair["access_token"],
                 pair["refresh_token"],
@@ -603,7 +637,12 @@ def test_dag_end_to_end_states(e2e: dict[str, Any]) -> None:
         name: "success"
         for name in ("run_plan", "wait_plan", "run_flow", "wait_groups", "run_job", "call_api", "refresh")
     }
-    assert e2e["states"] == {**expected, "broken": "failed"}, e2e["output"][-6000:]
+    assert e2e["states"] == {
+        **expected,
+        "broken": "failed",
+        "missing_refs": "failed",
+        "flow_by_name": "success",
+    }, e2e["output"][-6000:]
     assert "Plan 'Broken plan' failed (simulated)" in e2e["output"]
 
 
@@ -635,9 +674,33 @@ def test_dag_end_to_end_xcoms_and_links(e2e: dict[str, Any]) -> None:
     }
 
 
+def test_dag_end_to_end_a_plan_with_deleted_references_fails_in_one_try(e2e: dict[str, Any]) -> None:
+    """Under ``dag.test()``: retries=2, yet one try, within seconds, the plan named, its run canceled."""
+    assert e2e["tries"]["missing_refs"] == 1
+    assert float(e2e["durations"]["missing_refs"]) < 10
+    [(run_id, status)] = e2e["deleted_refs_plan_runs"].items()
+    assert status == "Canceled"
+    assert e2e["xcoms"]["missing_refs"]["plan_id"] == 3
+    assert "AAC plan 3 ('Plan with deleted flows') cannot run" in e2e["output"]
+    assert f"Airflow canceled its snapshot run {run_id}" in e2e["output"]
+
+
+def test_dag_end_to_end_flow_by_name_with_a_subset(e2e: dict[str, Any]) -> None:
+    [start] = e2e["flow_starts"]
+    assert e2e["xcoms"]["flow_by_name"]["flow_id"] == 12
+    assert start.body == {
+        "wrangledDatasetIds": [12002],
+        "overrides": {"Recipe 12002": {"profiler": True}},
+        "sparkOptions": [{"key": "spark.executor.memory", "value": "4GB"}],
+    }
+    assert start.query == {"runAsync": ["true"]}
+    assert len(e2e["xcoms"]["flow_by_name"]["job_group_ids"]) == 1
+
+
 def test_dag_end_to_end_tokens_refreshed_mid_wait_and_never_shown(e2e: dict[str, Any]) -> None:
     stats = e2e["stats"]
-    assert stats["runs_started"] == 4  # plan, flow, job group, broken plan: no duplicates
+    # plan, flow, job group, broken plan, the plan with deleted references, the flow by name
+    assert stats["runs_started"] == 6
     assert stats["refreshes"] >= 3, stats  # a 1.5 s token across several 1.5 s waits
     assert stats["reuses"] == 0 and stats["families_revoked"] == 0 and stats["api_unauthorized"] == 0
     assert e2e["stored"]["generation"] == stats["refreshes"]
