@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
@@ -104,6 +105,17 @@ DAG_FILE = textwrap.dedent(
 
     aac_supervised_single_writer()
 
+
+    @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+    def aac_supervised_missing_refs():
+        AACRunPlanOperator(
+            task_id="run_plan", plan_name="Plan with deleted flows", deferrable=True, poll_interval=1,
+            retries=2, retry_delay=timedelta(seconds=1),
+        )
+
+
+    aac_supervised_missing_refs()
+
     single_writer_refresh = create_refresh_dag(
         "aac_single_refresh", aac_conn_id="aac_single", schedule=timedelta(seconds=3), pool="aac_single_refresh"
     )
@@ -114,6 +126,7 @@ DAG_FILE = textwrap.dedent(
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[AACSimulator]:
     with AACSimulator(access_ttl=ACCESS_TTL, run_duration=4.0) as sim:
+        sim.add_plan(3, name="Plan with deleted flows", missing_flow_references=True)
         yield sim
 
 
@@ -214,3 +227,27 @@ def test_single_writer_tasks_never_spend_the_refresh_token(
     assert stats["refreshes"] >= 1, "the run spans more than one access-token lifetime"
     assert "refreshing tokens" not in logs, "a task spent the refresh token in single-writer mode"
     assert not JWT.search(logs)
+
+
+def test_a_plan_with_deleted_references_fails_in_one_try_under_the_supervisor(
+    cluster: AirflowCluster, simulator: AACSimulator
+) -> None:
+    """retries=2, yet one try within seconds: the plan named, its snapshot run canceled at AAC."""
+    dag_id = "aac_supervised_missing_refs"
+    cluster.wait_for_dag(dag_id)
+    run_id = cluster.trigger_dag(dag_id)
+    assert cluster.wait_for_run(dag_id, run_id, timeout=120) == "failed"
+    [ti] = cluster.task_instances(dag_id, run_id)
+    assert ti["state"] == "failed" and ti["try_number"] == 1, cluster.failure_report(dag_id, run_id)
+    assert ti["duration"] is not None and ti["duration"] < 15
+    log = cluster.task_log(dag_id, run_id, "run_plan")
+    assert "AAC plan 3 ('Plan with deleted flows') cannot run" in log
+    assert "fix or remove the tasks" in log
+    [start] = simulator.runs.starts("plan", 3)
+    look = simulator.mint_pair()["access_token"]
+    answer = requests.get(
+        f"{simulator.base_url}/v4/planSnapshotRuns/{start.run_id}",
+        headers={"Authorization": f"Bearer {look}"},
+        timeout=10,
+    )
+    assert answer.json()["status"] == "Canceled"
