@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_aac.core.api import validate_api_path
 from airflow_provider_aac.core.refresh_schedule import longest_safe_interval, refresh_threshold
-from airflow_provider_aac.errors import AACConfigError, AACError, AACPlanInvalidError, AACResponseCheckError
+from airflow_provider_aac.errors import AACConfigError, AACError, AACResponseCheckError
 from airflow_provider_aac.failures import failing_fast
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.run_base import (
@@ -30,7 +30,7 @@ from airflow_provider_aac.operators.run_requests import (
     VALID_PLAN,
     check_flow_run_field,
     flow_run_field,
-    missing_flow_references_message,
+    refuse_missing_flow_references,
 )
 from airflow_provider_aac.runs import RunKind, flow_job_group_ids, is_templated
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID
@@ -119,7 +119,7 @@ class AACRunPlanOperator(AACRunOperatorBase):
         self._ended = True
         if canceled:
             self._run_done()
-        raise AACPlanInvalidError(missing_flow_references_message(target, self.plan_name, run_id, canceled))
+        refuse_missing_flow_references(target, self.plan_name, run_id, canceled)
 
 
 class AACRunFlowOperator(AACRunOperatorBase):

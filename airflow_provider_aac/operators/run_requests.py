@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_aac.errors import AACConfigError
+from airflow_provider_aac.errors import AACConfigError, AACPlanInvalidError
 from airflow_provider_aac.runs import is_templated, positive_int
 
 VALID_PLAN = "Valid"
@@ -29,14 +29,15 @@ _WIRE_NAMES = {
 }
 
 
-def missing_flow_references_message(plan_id: int, plan_name: str | None, run_id: int, canceled: bool) -> str:
+def refuse_missing_flow_references(plan_id: int, plan_name: str | None, run_id: int, canceled: bool) -> None:
+    """Raise the final error for a plan AAC will not run; ``canceled``: its snapshot run was."""
     plan = f"AAC plan {plan_id}" + (f" ({plan_name!r})" if plan_name else "")
     after = (
         f"Airflow canceled its snapshot run {run_id}, which would never have started."
         if canceled
         else f"Its snapshot run {run_id} could not be canceled (see the log above): cancel it in AAC."
     )
-    return (
+    raise AACPlanInvalidError(
         f"{plan} cannot run: AAC answered validationStatus MissingFlowReferences, which means some of "
         f"the plan's tasks reference flows or outputs that were deleted. {after} Open the plan in AAC, "
         "fix or remove the tasks that name deleted flows or outputs, then clear this task. Retrying "
