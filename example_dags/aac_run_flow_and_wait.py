@@ -16,8 +16,9 @@ from airflow_provider_aac.sensors.aac import AACFlowRunSensor
 
 # The `aac` connection (host: your AAC API base URL; extra: the token pair).
 AAC_CONN_ID = "aac_default"
-# The flow to run: the number in the flow's URL in AAC (…/flows/<id>).
-FLOW_ID = 10
+# The flow to run, by its exact name (ids differ between workspaces; names usually do not).
+# Or give flow_id=<the number in the flow's URL in AAC (…/flows/<id>)> instead.
+FLOW_NAME = "Sales flow"
 # How often the sensor checks, and how long it waits before failing.
 POKE_INTERVAL_SECONDS = 60
 TIMEOUT_SECONDS = 6 * 3600
@@ -29,12 +30,14 @@ with DAG(
     catchup=False,
     tags=["aac", "example"],
 ) as dag:
-    # Returns at once with the flow run id (also in XCom as "run_id", with "run_url"
-    # and the run's "job_group_ids").
+    # Returns at once with the flow run id (also in XCom as "run_id", with "run_url", the
+    # resolved "flow_id" and the run's "job_group_ids"). To run only some outputs, add
+    # wrangled_dataset_ids=[<recipe ids>]; per-output settings go in overrides={"<recipe
+    # name>": {...}}, Spark settings in spark_options={"spark.executor.memory": "4GB"}.
     run_flow = AACRunFlowOperator(
         task_id="run_flow",
         aac_conn_id=AAC_CONN_ID,
-        flow_id=FLOW_ID,
+        flow_name=FLOW_NAME,
         wait_for_completion=False,
     )
     # Succeeds when the flow run is Complete; fails at once when it Failed or was Canceled.

@@ -244,6 +244,7 @@ def test_flow_and_sensor_example_hands_the_run_id_over(example_runs: dict[str, A
     run = _assert_succeeded(example_runs, "aac_example_run_flow_and_wait")
     started = run["xcoms"]["run_flow"]["return_value"]
     assert run["xcoms"]["wait_for_flow"]["run_id"] == started
+    assert run["xcoms"]["run_flow"]["flow_id"] == 10, "the flow was found by its name"
     assert run["stats"]["runs_started"] == 1
     log = _log(example_runs, "aac_example_run_flow_and_wait")
     assert "marking task as UP_FOR_RESCHEDULE" in log  # it waited in reschedule mode, as the example says
