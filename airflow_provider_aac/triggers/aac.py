@@ -93,6 +93,10 @@ class AACRunTrigger(BaseTrigger):
     ``cleanup``, and only once the task instance is no longer DEFERRED, as the Google and
     Amazon providers decide it, so a triggerer restart never cancels a run.
 
+    ``first_poll_at`` (epoch time) holds the first poll until the operator's own check is one
+    ``poll_interval`` old, so no event fires moments after the deferral, where Airflow's
+    scheduler can fail the task; a restarted trigger past that time polls at once.
+
     Events are :class:`RunEvent` payloads: ``{"status": "success" | "failed" | "timeout" |
     "error", "kind", "run_id", "run_status", "aac_message", "message", "canceled", "run_url",
     "job_group_ids"}``; an ``error`` event also says whether a task retry could help
