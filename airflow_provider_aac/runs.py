@@ -298,7 +298,7 @@ def _cancel_exchange(
         answer = yield from _cancel_call(endpoints.cancel_path.format(id=run_id), what, backoff)
         if isinstance(answer, dict) and answer.get("failedToCancelSomeJobs") is True:
             raise AACRunError(
-                f"AAC canceled {what} but reports that it failed to cancel some of its jobs "
+                f"{what} was asked to cancel, but AAC reports that it failed to cancel some of its jobs "
                 "(failedToCancelSomeJobs). Open the run in AAC and cancel the jobs still running."
             )
         return [run_id]

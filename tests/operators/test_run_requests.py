@@ -17,6 +17,7 @@ from airflow_provider_aac.errors import (
     AACApiError,
     AACConfigError,
     AACPlanInvalidError,
+    AACRunError,
     AACRunOutcomeUnknownError,
     AACRunTargetLookupError,
 )
@@ -220,3 +221,14 @@ def test_a_refused_cancel_names_the_role_that_may_cancel(aac_conn: AACSimulator)
         cancel(AACHook(), RunKind.PLAN, run_id)
     assert caught.value.status_code == 403
     assert status_of("plan", run_id) != "Canceled"
+
+
+@pytest.mark.aac_simulator(run_duration=30)
+def test_a_cancel_that_left_jobs_running_is_an_error_naming_the_run(aac_conn: AACSimulator) -> None:
+    aac_conn.add_plan(9, name="Stubborn plan", jobs_survive_cancel=True)
+    run_id = start_run("plan", 9)
+    with pytest.raises(
+        AACRunError, match=rf"AAC plan run {run_id} was asked to cancel, .* \(failedToCancelSomeJobs\)"
+    ):
+        cancel(AACHook(), RunKind.PLAN, run_id)
+    assert cancel(AACHook(), RunKind.PLAN, start_run("plan", 1)) != []

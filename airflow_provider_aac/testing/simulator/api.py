@@ -160,7 +160,11 @@ class V4Api:
         with self._book.lock:
             run = find(self._book.plan_runs, path_id(match), "Plan run")
             self._book.cancel(run.progress)
-            return json_response(200, run.view())
+            view = run.view()
+            plan = self._book.definition("plan", run.plan_id)
+            if plan is not None and plan.jobs_survive_cancel:
+                view["failedToCancelSomeJobs"] = True  # AAC API spec v2025.23.2, schema planSnapshotRun
+            return json_response(200, view)
 
     # ----------------------------------------------------------------- job groups
 

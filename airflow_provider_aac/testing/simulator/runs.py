@@ -32,6 +32,8 @@ class Definition:
     missing_flow_references: bool = False
     # Seconds a synchronous runFlow answer takes after the run exists (job groups being created).
     answer_delay: float = 0.0
+    # A plan whose cancel answer says failedToCancelSomeJobs.
+    jobs_survive_cancel: bool = False
     # A flow's outputs, each after its own recipe (ids ``id * 1000 + 1`` onwards).
     outputs: int = 1
 

@@ -246,11 +246,13 @@ class AACSimulator:
         duration: float | None = None,
         name: str | None = None,
         missing_flow_references: bool = False,
+        jobs_survive_cancel: bool = False,
     ) -> None:
         """Make a plan runnable; its runs end in `outcome` after `duration` (None: run_duration).
 
         ``missing_flow_references``: runPlan answers ``validationStatus: MissingFlowReferences``
         (the plan's tasks reference deleted flows or outputs) and its snapshot run never starts.
+        ``jobs_survive_cancel``: a cancel answers ``failedToCancelSomeJobs: true``.
         """
         self._book.define(
             "plan",
@@ -259,6 +261,7 @@ class AACSimulator:
             duration,
             name or f"Plan {plan_id}",
             missing_flow_references=missing_flow_references,
+            jobs_survive_cancel=jobs_survive_cancel,
         )
 
     def add_flow(
