@@ -272,7 +272,7 @@ def request_refresh(
             if unknown_retried:
                 raise AACTokenChainBrokenError(
                     f"{err} This happened on the retry after the token endpoint {', then '.join(earlier)}: AAC "
-                    "had most likely rotated the token and its answer was lost, and no reuse grace period "
+                    "had most likely rotated the token and its answer was lost in transit, and no reuse grace period "
                     "covered the retry."
                 ) from None
             if earlier:
