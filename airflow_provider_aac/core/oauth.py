@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.core.errors import (
     AACClientRejectedError,
     AACConfigError,
+    AACError,
     AACRefreshOutcomeUnknownError,
     AACTokenChainBrokenError,
     AACTransientError,
@@ -208,9 +209,50 @@ def request_refresh(
     what to set. It is made only while the lease leaves time for a whole attempt; after
     an attempt cut off at its deadline there is none, and the outcome stays unknown.
     """
-    form = refresh_form(refresh_token, endpoint.client_id)
+    unknown: list[AACRefreshOutcomeUnknownError] = []
+    try:
+        return _attempts(
+            transport,
+            endpoint,
+            refresh_form(refresh_token, endpoint.client_id),
+            conn_id=conn_id,
+            deadline=deadline,
+            clock=clock,
+            sleep=sleep,
+            backoff=backoff,
+            before_send=before_send,
+            on_retry=on_retry,
+            unknown=unknown,
+        )
+    except (AACRefreshOutcomeUnknownError, AACTokenChainBrokenError):
+        raise
+    except AACError as err:
+        if not unknown:
+            raise
+        # The retry did not go out, or was refused unspent; the first request may still have
+        # spent the token, so the claim must stay, as after any unknown outcome.
+        raise AACRefreshOutcomeUnknownError(
+            f"{unknown[0]} It was to be presented once more at once, but that attempt did not get an "
+            f"answer either ({_first_sentence(str(err))})."
+        ) from None
+
+
+def _attempts(
+    transport: TokenTransport,
+    endpoint: TokenEndpoint,
+    form: dict[str, str],
+    *,
+    conn_id: str,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    backoff: Backoff,
+    before_send: Callable[[], None],
+    on_retry: Callable[[str], None],
+    unknown: list[AACRefreshOutcomeUnknownError],
+) -> TokenGrant:
+    """The attempts of :func:`request_refresh`; the first unknown outcome goes into ``unknown``."""
     earlier: list[str] = []
-    unknown_retried = False
     attempt = 0
     while True:
         attempt += 1
@@ -230,23 +272,23 @@ def request_refresh(
                     raise _lost_answer(conn_id, endpoint, failure) from None
                 raise
             grant = interpret_token_response(answer, conn_id=conn_id)
-        except AACRefreshOutcomeUnknownError as unknown:
-            if unknown_retried:
+        except AACRefreshOutcomeUnknownError as outcome:
+            if unknown:
                 raise AACRefreshOutcomeUnknownError(
-                    f"{unknown} It was presented once more at once, in case AAC had not acted on it or "
+                    f"{outcome} It was presented once more at once, in case AAC had not acted on it or "
                     "accepts a spent token again for a while (a reuse grace period); that attempt ended the "
                     "same way."
                 ) from None
             if clock() + MIN_ATTEMPT_SECONDS > deadline:
                 raise
-            unknown_retried = True
+            unknown.append(outcome)
             log.warning(
                 "AAC connection %r: the outcome of the refresh request is unknown (%s). Presenting the "
                 "same refresh token once more now, while this process may still spend it.",
                 conn_id,
-                _first_sentence(str(unknown)),
+                _first_sentence(str(outcome)),
             )
-            earlier.append(f"gave no usable answer ({_first_sentence(str(unknown))})")
+            earlier.append(f"gave no usable answer ({_first_sentence(str(outcome))})")
             on_retry("unknown")
             continue
         except TransportFailure as failure:
@@ -269,7 +311,7 @@ def request_refresh(
             earlier.append(f"answered {answer_error.status}")
             on_retry(str(answer_error.status))
         except AACTokenChainBrokenError as err:
-            if unknown_retried:
+            if unknown:
                 raise AACTokenChainBrokenError(
                     f"{err} This happened on the retry after the token endpoint {', then '.join(earlier)}: AAC "
                     "had most likely rotated the token and its answer was lost in transit, and no reuse grace period "
@@ -282,7 +324,7 @@ def request_refresh(
                 ) from None
             raise
         else:
-            if unknown_retried:
+            if unknown:
                 log.warning("AAC connection %r: the retry was answered; the token chain is intact.", conn_id)
             return grant
         sleep(delay)

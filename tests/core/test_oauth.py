@@ -456,3 +456,39 @@ def test_token_grant_repr_shows_no_token() -> None:
     )
     leaked = "secret-access-value" in text or "secret-refresh-value" in text
     assert not leaked
+
+
+def test_a_retry_that_cannot_get_through_keeps_the_outcome_unknown(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session
+) -> None:
+    """After a lost answer the token may be spent: a retry refused with 503s must not read as "not spent"."""
+    real = requests_token_transport(session)
+    calls: list[int] = []
+
+    def lose_then_busy(url: str, form: Any, window: SendWindow) -> RawResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            aac_simulator.lose_token_response()
+            try:
+                return real(url, form, window)
+            finally:
+                aac_simulator.fail_token_endpoint(503, times=10)
+        return real(url, form, window)
+
+    sleeps = Sleeps()
+    with pytest.raises(AACRefreshOutcomeUnknownError) as info:
+        request_refresh(
+            lose_then_busy,
+            endpoint_of(aac_simulator),
+            aac_token_pair["refresh_token"],
+            conn_id=CONN,
+            deadline=time.time() + 30,
+            clock=time.time,
+            backoff=BACKOFF,
+            sleep=sleeps,
+        )
+    message = str(info.value)
+    assert "no answer came back" in message and "did not get an answer either" in message
+    assert "kept answering 503" in message and "not spent" not in message
+    stats = aac_simulator.stats()
+    assert (stats["refreshes"], stats["reuses"]) == (1, 0)
