@@ -150,7 +150,8 @@ def interpret_token_response(response: RawResponse, *, conn_id: str) -> TokenGra
     if error == "invalid_grant":
         raise AACTokenChainBrokenError(
             f"AAC rejected the refresh token of connection {conn_id!r} (invalid_grant): it is expired, "
-            "revoked, or was already spent, and AAC has revoked its token family. " + new_pair_hint(conn_id)
+            "revoked (an AAC admin's Disable or Delete of the API token does that), or was already spent, "
+            "and AAC has revoked its token family. " + new_pair_hint(conn_id)
         )
     if error == "invalid_client":
         raise AACClientRejectedError(

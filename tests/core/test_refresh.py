@@ -421,6 +421,22 @@ def test_a_lost_answer_without_a_grace_records_the_dead_chain_once(
     assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (2, 1, 1)
 
 
+def test_after_an_admin_disable_the_stored_access_token_serves_until_a_refresh_is_due(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    store = MemoryStore(fresh_extra(aac_token_pair))
+    aac_simulator.disable(aac_token_pair["refresh_token"])
+    state = refresher(aac_simulator).under_lock(store.section, min_ttl=60)
+    assert state.generation == 0, "a fresh access token is used, not refreshed"
+    assert aac_simulator.stats()["token_requests"] == 0
+
+    with pytest.raises(AACTokenChainBrokenError, match="Disable or Delete of the API token"):
+        refresher(aac_simulator).under_lock(store.section, min_ttl=None, stale_generation=0)
+    assert store.has("dead_chain")
+    stats = aac_simulator.stats()
+    assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (1, 0, 0)
+
+
 def test_invalid_client_clears_the_marker_and_spends_nothing(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
