@@ -104,6 +104,11 @@ CONN_FIELDS: dict[str, Any] = {
         "Optional. The date the refresh token expires (you chose 1 to 365 days in AAC), e.g. 2027-05-31; "
         "the refresh DAG warns, then fails, before it.",
     ),
+    "refresh_family_expires_at": _text_field(
+        "Token family cap",
+        "Optional. The date after which no refresh of this pair's family succeeds, however often it "
+        "rotated (a sliding expiry's absolute cap), e.g. 2027-11-29; the refresh DAG warns before it.",
+    ),
     "refresh_dag_id": _text_field(
         "Refresh DAG ID", "Optional. Single-writer mode: the DAG that refreshes (default aac_token_refresh)."
     ),

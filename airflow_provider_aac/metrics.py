@@ -84,8 +84,9 @@ TOKEN_ENDPOINT_RETRY = Metric(
     "aac.token_endpoint.retry",
     "counter",
     ("conn_id", "status"),
-    "The token endpoint's answer was retried: `status` 429 or 503, or `unsent` (the request never "
-    "left this machine).",
+    "The token endpoint's answer was retried: `status` 429 or 503, `unsent` (the request never "
+    "left this machine), or `unknown` (the one retry, at once, after an answer that was lost or "
+    "left the outcome unknown).",
 )
 API_RETRY = Metric(
     "aac.api.retry",

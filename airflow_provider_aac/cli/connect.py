@@ -19,7 +19,11 @@ from airflow_provider_aac.cli.output import duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
-from airflow_provider_aac.core.token_health import REFRESH_EXPIRES_AT, parse_refresh_deadline
+from airflow_provider_aac.core.token_health import (
+    REFRESH_EXPIRES_AT,
+    REFRESH_FAMILY_EXPIRES_AT,
+    parse_refresh_deadline,
+)
 from airflow_provider_aac.core.token_state import (
     ACCESS_TOKEN,
     GENERATION,
@@ -104,6 +108,9 @@ def _settings(args: argparse.Namespace, conn_id: str) -> dict[str, Any]:
     if args.refresh_expires_at is not None:
         parse_refresh_deadline(args.refresh_expires_at, conn_id=conn_id)
         settings[REFRESH_EXPIRES_AT] = args.refresh_expires_at.strip()
+    if args.refresh_family_expires_at is not None:
+        parse_refresh_deadline(args.refresh_family_expires_at, conn_id=conn_id, key=REFRESH_FAMILY_EXPIRES_AT)
+        settings[REFRESH_FAMILY_EXPIRES_AT] = args.refresh_family_expires_at.strip()
     for key in ("lock_conn_id", "airflow_api_conn_id", "refresh_mode"):
         value = getattr(args, key)
         if value is not None:

@@ -73,6 +73,13 @@ COMMANDS = (
                 ("--refresh-expires-at",),
                 {"metavar": "DATE", "help": "the refresh token's deadline chosen in AAC, e.g. 2027-05-31"},
             ),
+            Option(
+                ("--refresh-family-expires-at",),
+                {
+                    "metavar": "DATE",
+                    "help": "the token family's absolute cap, when AAC caps a sliding expiry, e.g. 2027-11-29",
+                },
+            ),
             Option(("--lock-conn-id",), {"metavar": "ID", "help": "set lock_conn_id in the extra"}),
             Option(
                 ("--airflow-api-conn-id",), {"metavar": "ID", "help": "set airflow_api_conn_id in the extra"}

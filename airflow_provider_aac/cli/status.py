@@ -17,11 +17,11 @@ from typing import Any
 from airflow_provider_aac.cli.output import DEAD, DEGRADED, FAILED, OK, duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import component_modes
 from airflow_provider_aac.core.token_health import (
-    REFRESH_EXPIRES_AT,
+    FROM_FAMILY_CAP,
     HealthLevel,
     assess_refresh_deadline,
     check_thresholds,
-    parse_refresh_deadline,
+    refresh_deadline,
 )
 from airflow_provider_aac.core.token_state import LAST_INTERRUPTED, InFlight
 from airflow_provider_aac.errors import AACError
@@ -122,7 +122,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         config = read_config(conn_id)
         state = config.token_state()
         chain.modes = {component: mode.value for component, mode in component_modes(config).items()}
-        deadline = parse_refresh_deadline(config.extra.get(REFRESH_EXPIRES_AT), conn_id=conn_id)
+        deadline, source = refresh_deadline(config.extra, conn_id)
         left = state.seconds_left(now)
         chain.access_expires_at = state.expires_at()
         chain.access_seconds_left = None if chain.access_expires_at is None else left
@@ -132,9 +132,10 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
     chain.generation = state.generation
     chain.refreshed_at, chain.refreshed_by = state.refreshed_at, state.refreshed_by
     chain.refreshed_mode = state.refreshed_mode
-    health = assess_refresh_deadline(deadline, now, warn_days, fail_days, conn_id=conn_id)
+    health = assess_refresh_deadline(deadline, now, warn_days, fail_days, conn_id=conn_id, source=source)
     chain.deadline = {
         "deadline": None if health.deadline is None else when(health.deadline),
+        "source": source,
         "days_left": health.as_dict()["days_left"],
         "level": health.level.value,
     }
@@ -203,6 +204,8 @@ def render(chain: ChainStatus, now: float) -> str:
     deadline = "not recorded"
     if chain.deadline.get("deadline"):
         deadline = f"{chain.deadline['deadline']} ({chain.deadline['days_left']} days left)"
+        if chain.deadline.get("source") == FROM_FAMILY_CAP:
+            deadline += ", the token family's absolute cap"
     rows = [
         ("generation", str(chain.generation)),
         ("access token", access),

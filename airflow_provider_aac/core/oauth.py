@@ -1,14 +1,17 @@
 """The refresh request exactly as AAC documents it, and what its answers mean.
 
 Transport-agnostic: the caller passes a ``TokenTransport`` (the sync edge uses
-``requests``). Retries happen only where the token cannot have been spent: a 429, a 503,
-or a failure before the request left this machine. Anything else that leaves the outcome
-unknown is reported as such, because repeating a spent refresh token revokes the family.
+``requests``). Retries happen where the token cannot have been spent: a 429, a 503, or
+a failure before the request left this machine. An answer that leaves the outcome
+unknown (no answer, a 5xx other than 503, a 200 that is not JSON) gets exactly one more
+try, at once, while the caller's lease still holds; see :func:`request_refresh` for why
+that one retry can only help. A second unknown outcome is reported as such.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +20,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.core.errors import (
     AACClientRejectedError,
     AACConfigError,
+    AACError,
     AACRefreshOutcomeUnknownError,
     AACTokenChainBrokenError,
     AACTransientError,
@@ -25,6 +29,8 @@ from airflow_provider_aac.core.errors import (
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 from airflow_provider_aac.core.text import text
+
+log = logging.getLogger(__name__)
 
 RETRYABLE_TOKEN_STATUSES = frozenset({429, 503})
 DEFAULT_BACKOFF = Backoff()
@@ -144,7 +150,8 @@ def interpret_token_response(response: RawResponse, *, conn_id: str) -> TokenGra
     if error == "invalid_grant":
         raise AACTokenChainBrokenError(
             f"AAC rejected the refresh token of connection {conn_id!r} (invalid_grant): it is expired, "
-            "revoked, or was already spent, and AAC has revoked its token family. " + new_pair_hint(conn_id)
+            "revoked (an AAC admin's Disable or Delete of the API token does that), or was already spent, "
+            "and AAC has revoked its token family. " + new_pair_hint(conn_id)
         )
     if error == "invalid_client":
         raise AACClientRejectedError(
@@ -179,16 +186,73 @@ def request_refresh(
     before_send: Callable[[], None] = _always_allowed,
     on_retry: Callable[[str], None] = lambda status: None,
 ) -> TokenGrant:
-    """POST the refresh; retry only where the token cannot have been spent.
+    """POST the refresh; retry where the token cannot have been spent, and once after an unknown outcome.
 
-    ``on_retry`` hears why each retry happens: the status answered (429, 503), or ``unsent``.
+    ``on_retry`` hears why each retry happens: the status answered (429, 503), ``unsent``,
+    or ``unknown`` (the one retry after an unknown outcome).
 
     Every attempt, and every wait between attempts, ends before ``deadline`` (by
     ``clock``): the caller's exclusive right to spend the token lasts no longer. Once an
     attempt is sent, its answer is waited for until then, since abandoning it loses the
     new pair if AAC acted on the request.
+
+    Why one retry, at once, after an unknown outcome (the connection closed after AAC
+    rotated, say). Either AAC never acted on the request, and the retry simply succeeds;
+    or it did, and the pair it sent back is lost to us whatever we do, unless AAC's token
+    server (PingOne) has a reuse grace period: then the same token, presented again
+    inside it, gets the pair it already issued. Presenting it later, as the next refresh
+    after this lease would, shows AAC exactly what the retry shows, only after the grace
+    has likely run out. Without a grace the retry meets the same invalid_grant the later
+    try would have met, so it costs nothing that was not already lost; and if AAC is
+    still working on the first request when the retry arrives, whichever of the two it
+    answers second is the same reuse either way. So the retry is always made, and no
+    setting drives it: AAC does not publish its grace period, and a user could not know
+    what to set. It is made only while the lease leaves time for a whole attempt; after
+    an attempt cut off at its deadline there is none, and the outcome stays unknown.
     """
-    form = refresh_form(refresh_token, endpoint.client_id)
+    unknown: list[AACRefreshOutcomeUnknownError] = []
+    try:
+        return _attempts(
+            transport,
+            endpoint,
+            refresh_form(refresh_token, endpoint.client_id),
+            conn_id=conn_id,
+            deadline=deadline,
+            clock=clock,
+            sleep=sleep,
+            backoff=backoff,
+            before_send=before_send,
+            on_retry=on_retry,
+            unknown=unknown,
+        )
+    except (AACRefreshOutcomeUnknownError, AACTokenChainBrokenError):
+        raise
+    except AACError as err:
+        if not unknown:
+            raise
+        # The retry did not go out, or was refused unspent; the first request may still have
+        # spent the token, so the claim must stay, as after any unknown outcome.
+        raise AACRefreshOutcomeUnknownError(
+            f"{unknown[0]} It was to be presented once more at once, but that attempt did not get an "
+            f"answer either ({_first_sentence(str(err))})."
+        ) from None
+
+
+def _attempts(
+    transport: TokenTransport,
+    endpoint: TokenEndpoint,
+    form: dict[str, str],
+    *,
+    conn_id: str,
+    deadline: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    backoff: Backoff,
+    before_send: Callable[[], None],
+    on_retry: Callable[[str], None],
+    unknown: list[AACRefreshOutcomeUnknownError],
+) -> TokenGrant:
+    """The attempts of :func:`request_refresh`; the first unknown outcome goes into ``unknown``."""
     earlier: list[str] = []
     attempt = 0
     while True:
@@ -202,15 +266,33 @@ def request_refresh(
                 + ". The refresh token was not sent; try again."
             )
         try:
-            answer = transport(endpoint.url, form, SendWindow(left, before_send))
+            try:
+                answer = transport(endpoint.url, form, SendWindow(left, before_send))
+            except TransportFailure as failure:
+                if failure.request_sent:
+                    raise _lost_answer(conn_id, endpoint, failure) from None
+                raise
             grant = interpret_token_response(answer, conn_id=conn_id)
-        except TransportFailure as failure:
-            if failure.request_sent:
+        except AACRefreshOutcomeUnknownError as outcome:
+            if unknown:
                 raise AACRefreshOutcomeUnknownError(
-                    f"The refresh request for connection {conn_id!r} was sent to {endpoint.url} but no "
-                    f"answer came back ({failure}). AAC may have rotated the token; it is not sent "
-                    "again now. The next refresh will tell whether the chain survived."
+                    f"{outcome} It was presented once more at once, in case AAC had not acted on it or "
+                    "accepts a spent token again for a while (a reuse grace period); that attempt ended the "
+                    "same way."
                 ) from None
+            if clock() + MIN_ATTEMPT_SECONDS > deadline:
+                raise
+            unknown.append(outcome)
+            log.warning(
+                "AAC connection %r: the outcome of the refresh request is unknown (%s). Presenting the "
+                "same refresh token once more now, while this process may still spend it.",
+                conn_id,
+                _first_sentence(str(outcome)),
+            )
+            earlier.append(f"gave no usable answer ({_first_sentence(str(outcome))})")
+            on_retry("unknown")
+            continue
+        except TransportFailure as failure:
             delay = _delay_within(backoff.delay(attempt), deadline, clock)
             if delay is None:
                 raise AACTransientError(
@@ -230,6 +312,12 @@ def request_refresh(
             earlier.append(f"answered {answer_error.status}")
             on_retry(str(answer_error.status))
         except AACTokenChainBrokenError as err:
+            if unknown:
+                raise AACTokenChainBrokenError(
+                    f"{err} This happened on the retry after the token endpoint {', then '.join(earlier)}: AAC "
+                    "had most likely rotated the token and its answer was lost in transit, and no reuse grace period "
+                    "covered the retry."
+                ) from None
             if earlier:
                 raise AACTokenChainBrokenError(
                     f"{err} This happened on a retry after the token endpoint {', then '.join(earlier)}: "
@@ -237,8 +325,25 @@ def request_refresh(
                 ) from None
             raise
         else:
+            if unknown:
+                log.warning("AAC connection %r: the retry was answered; the token chain is intact.", conn_id)
             return grant
         sleep(delay)
+
+
+def _lost_answer(
+    conn_id: str, endpoint: TokenEndpoint, failure: TransportFailure
+) -> AACRefreshOutcomeUnknownError:
+    return AACRefreshOutcomeUnknownError(
+        f"The refresh request for connection {conn_id!r} was sent to {endpoint.url} but no "
+        f"answer came back ({failure}). AAC may have rotated the token; it is not sent "
+        "again now. The next refresh will tell whether the chain survived."
+    )
+
+
+def _first_sentence(message: str) -> str:
+    head, _, _ = message.partition(". ")
+    return head.rstrip(".")
 
 
 def _delay_within(delay: float | None, deadline: float, clock: Callable[[], float]) -> float | None:

@@ -17,6 +17,9 @@ The steps, each a promise to the user:
    retrying its store), and the holder stops sending that margin before its end.
 3. Spend: one attempt at a time, each with a hard deadline inside the lease, the lock
    checked again just before the token leaves the process. Termination signals wait.
+   An unknown outcome (a lost answer) gets one more attempt at once, inside the same
+   lease, where a reuse grace period on AAC's side can still return the lost pair
+   (``core/oauth.py`` says why that retry never costs a chain that was not already lost).
 4. Keep (``core/keeping.py``): the answer is held in every rescue place, then stored,
    retrying for minutes, over whatever else changed in the extra, as long as the stored
    refresh token is still the one spent.

@@ -11,7 +11,7 @@ from typing import Protocol
 
 class RefreshObserver(Protocol):
     def token_endpoint_retry(self, status: str) -> None:
-        """The token endpoint answered ``status`` (429, 503) or was not reached (``unsent``); retrying."""
+        """The token endpoint answered ``status`` (429, 503), was not reached (``unsent``), or left the outcome ``unknown``; retrying."""
 
     def waited_for_holder(self, outcome: str, seconds: float) -> None:
         """Waited for another process's claim until it ``stored`` a pair, was ``taken_over``, or ``timeout``."""

@@ -179,11 +179,13 @@ def _doc(conn_id: str, pool: str, warn_days: float, fail_days: float) -> str:
     return f"""\
 Refreshes the tokens of the AAC connection `{conn_id}` before tasks need them, and
 checks the refresh token's own deadline (extra key `refresh_expires_at`, else the refresh
-token's `exp` claim when it is a JWT): a warning
+token's `exp` claim when it is a JWT) and the token family's absolute cap (extra key
+`refresh_family_expires_at`), whichever comes first: a warning
 {warn_days:g} days before, a failed task {fail_days:g} days before.
 
 Needs its one-slot pool, once: `{POOL_COMMAND.format(pool=pool)}`
 
 When `check_token_health` fails: generate a new pair in AAC (Preferences > OAuth 2.0 API
-Tokens), store it in the connection and update `refresh_expires_at`.
+Tokens), store it in the connection and update `refresh_expires_at` (and
+`refresh_family_expires_at`, if you record the cap).
 """

@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_aac.core.jwt_claims import refresh_token_expiry
 from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_health import (
-    REFRESH_EXPIRES_AT,
     HealthLevel,
     assess_refresh_deadline,
     check_thresholds,
-    parse_refresh_deadline,
+    refresh_deadline,
 )
 from airflow_provider_aac.core.token_state import (
     GENERATION,
@@ -58,7 +56,9 @@ class AACTokenHealthOperator(BaseOperator):
     the bookkeeping as a dict (XCom) that never contains a token.
 
     The deadline is the connection's ``refresh_expires_at``; without one, the refresh
-    token's own ``exp`` claim when the token is a JWT (the explicit setting wins).
+    token's own ``exp`` claim when the token is a JWT (the explicit setting wins). When
+    the connection records the token family's absolute cap (``refresh_family_expires_at``,
+    PingOne's rolling duration) and it comes first, the cap is the deadline.
 
     :param aac_conn_id: the ``aac`` connection.
     :param warn_days: days before the deadline from which to log a warning.
@@ -96,7 +96,7 @@ class AACTokenHealthOperator(BaseOperator):
         now = time.time()
         deadline, source = refresh_deadline(extra, self.aac_conn_id)
         health = assess_refresh_deadline(
-            deadline, now, self.warn_days, self.fail_days, conn_id=self.aac_conn_id
+            deadline, now, self.warn_days, self.fail_days, conn_id=self.aac_conn_id, source=source
         )
         report: dict[str, Any] = {
             "conn_id": self.aac_conn_id,
@@ -174,16 +174,6 @@ class AACTokenHealthOperator(BaseOperator):
             wanted,
             self.refresh_dag_id,
         )
-
-
-def refresh_deadline(extra: dict[str, Any], conn_id: str) -> tuple[float | None, str | None]:
-    """The refresh token's deadline and where it came from: ``extra``, ``refresh_token`` (its claims), or neither."""
-    recorded = parse_refresh_deadline(extra.get(REFRESH_EXPIRES_AT), conn_id=conn_id)
-    if recorded is not None:
-        return recorded, "extra"
-    token = text(extra.get("refresh_token"), strip=False)
-    claimed = refresh_token_expiry(token) if token else None
-    return claimed, None if claimed is None else "refresh_token"
 
 
 def _callbacks(value: Any) -> list[WarningCallback]:

@@ -20,7 +20,10 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
         pair = sim.mint_pair()
         screen = terminal(
             airflow_pg_home,
-            ["connect", conn_id, "--host", sim.base_url, "--refresh-expires-at", "2099-01-31"],
+            [
+                *("connect", conn_id, "--host", sim.base_url, "--refresh-expires-at", "2099-01-31"),
+                *("--refresh-family-expires-at", "2099-06-30"),
+            ],
             [(ACCESS_PROMPT, pair["access_token"]), (REFRESH_PROMPT, pair["refresh_token"])],
         )
         stats, issuer = sim.stats(), sim.issuer
@@ -30,6 +33,7 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
     assert stored["access_token"] == pair["access_token"]
     assert stored["refresh_token"] == pair["refresh_token"]
     assert stored["refresh_expires_at"] == "2099-01-31"
+    assert stored["refresh_family_expires_at"] == "2099-06-30"
     assert stats["token_requests"] == 0 and stats["api_authorized"] == 1
     # Nothing typed came back: the prompt did not echo, and no claim printout holds a token.
     assert no_token_in(screen.text, pair["access_token"], pair["refresh_token"]), screen.text

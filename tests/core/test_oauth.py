@@ -268,34 +268,91 @@ def test_invalid_grant_after_a_503_says_the_earlier_answer_was_probably_lost(
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
-def test_5xx_other_than_503_is_an_unknown_outcome_and_not_retried(
+def test_5xx_other_than_503_is_retried_once_at_once(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session, status: int
 ) -> None:
-    aac_simulator.fail_token_endpoint(status)
+    aac_simulator.fail_token_endpoint(status)  # the token stays unspent, so the retry succeeds
+    sleeps = Sleeps()
+    works = usable(refresh(aac_simulator, session, aac_token_pair["refresh_token"], sleeps))
+    assert works
+    assert sleeps.delays == [], "the retry after an unknown outcome comes at once"
+    stats = aac_simulator.stats()
+    assert (stats["token_requests"], stats["refreshes"], stats["reuses"]) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_second_unknown_outcome_is_reported_without_a_third_request(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session, status: int
+) -> None:
+    aac_simulator.fail_token_endpoint(status, times=3)
     sleeps = Sleeps()
     with pytest.raises(AACRefreshOutcomeUnknownError) as info:
         refresh(aac_simulator, session, aac_token_pair["refresh_token"], sleeps)
     message = str(info.value)
     assert f"answered {status}" in message and "it is not repeated now" in message
+    assert "It was presented once more at once" in message
     assert sleeps.delays == []
-    assert aac_simulator.stats()["token_requests"] == 1
+    assert aac_simulator.stats()["token_requests"] == 2
 
 
-def test_lost_response_is_an_unknown_outcome_with_exactly_one_request(
+def test_a_lost_answer_without_a_grace_period_ends_the_chain_on_the_one_retry(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session
 ) -> None:
     aac_simulator.lose_token_response()
     sleeps = Sleeps()
-    with pytest.raises(AACRefreshOutcomeUnknownError) as info:
+    with pytest.raises(AACTokenChainBrokenError) as info:
         refresh(aac_simulator, session, aac_token_pair["refresh_token"], sleeps)
     message = str(info.value)
     clean = no_token_in(message, aac_token_pair["refresh_token"])
     assert clean
-    assert "was sent to" in message and "no answer came back" in message and "not sent again" in message
+    assert "(invalid_grant)" in message
+    assert "This happened on the retry after the token endpoint gave no usable answer" in message
+    assert "no answer came back" in message and "no reuse grace period covered the retry" in message
+    assert "airflow connections add" in message
     assert sleeps.delays == []
     stats = aac_simulator.stats()
-    # AAC did rotate: a retry would have been a reuse and revoked the family.
-    assert (stats["token_requests"], stats["refreshes"], stats["reuses"]) == (1, 1, 0)
+    # AAC had rotated: the retry is the one reuse the next refresh would otherwise have made later.
+    assert (stats["token_requests"], stats["refreshes"], stats["reuses"]) == (2, 1, 1)
+
+
+def test_a_lost_answer_inside_a_grace_period_recovers_the_pair_aac_issued(
+    session: requests.Session,
+) -> None:
+    with AACSimulator(reuse_grace=20.0) as sim:
+        pair = sim.mint_pair()
+        sim.lose_token_response()
+        sleeps = Sleeps()
+        grant = refresh(sim, session, pair["refresh_token"], sleeps)
+        works = usable(grant)
+        assert works
+        assert grant.refresh_token is not None
+        assert sim.refresh_token_status(grant.refresh_token) == "live"
+        stats = sim.stats()
+    assert (stats["token_requests"], stats["refreshes"], stats["grace_replays"], stats["reuses"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
+    assert sleeps.delays == []
+
+
+def test_a_lost_answer_twice_is_an_unknown_outcome_after_two_requests(session: requests.Session) -> None:
+    with AACSimulator(reuse_grace=20.0) as sim:
+        pair = sim.mint_pair()
+        sim.lose_token_response(times=2)
+        with pytest.raises(AACRefreshOutcomeUnknownError) as info:
+            refresh(sim, session, pair["refresh_token"], Sleeps())
+        stats = sim.stats()
+    message = str(info.value)
+    assert "was sent to" in message and "no answer came back" in message and "not sent again" in message
+    assert "It was presented once more at once" in message
+    assert (stats["token_requests"], stats["refreshes"], stats["grace_replays"], stats["reuses"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
 
 
 def test_an_answer_past_the_deadline_is_an_unknown_outcome_and_not_retried(
@@ -399,3 +456,39 @@ def test_token_grant_repr_shows_no_token() -> None:
     )
     leaked = "secret-access-value" in text or "secret-refresh-value" in text
     assert not leaked
+
+
+def test_a_retry_that_cannot_get_through_keeps_the_outcome_unknown(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session
+) -> None:
+    """After a lost answer the token may be spent: a retry refused with 503s must not read as "not spent"."""
+    real = requests_token_transport(session)
+    calls: list[int] = []
+
+    def lose_then_busy(url: str, form: Any, window: SendWindow) -> RawResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            aac_simulator.lose_token_response()
+            try:
+                return real(url, form, window)
+            finally:
+                aac_simulator.fail_token_endpoint(503, times=10)
+        return real(url, form, window)
+
+    sleeps = Sleeps()
+    with pytest.raises(AACRefreshOutcomeUnknownError) as info:
+        request_refresh(
+            lose_then_busy,
+            endpoint_of(aac_simulator),
+            aac_token_pair["refresh_token"],
+            conn_id=CONN,
+            deadline=time.time() + 30,
+            clock=time.time,
+            backoff=BACKOFF,
+            sleep=sleeps,
+        )
+    message = str(info.value)
+    assert "no answer came back" in message and "did not get an answer either" in message
+    assert "kept answering 503" in message and "not spent" not in message
+    stats = aac_simulator.stats()
+    assert (stats["refreshes"], stats["reuses"]) == (1, 0)

@@ -359,7 +359,7 @@ def test_outcome_unknown_leaves_the_marker_and_the_next_invalid_grant_says_so(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
     store = MemoryStore(stale_extra(aac_token_pair))
-    aac_simulator.lose_token_response()
+    aac_simulator.lose_token_response(times=2)  # the answer and the one retry's answer
     lost = refresher(aac_simulator, "lost-host:7")
     with pytest.raises(AACRefreshOutcomeUnknownError):
         lost.under_lock(store.section, min_ttl=None)
@@ -385,6 +385,56 @@ def test_outcome_unknown_leaves_the_marker_and_the_next_invalid_grant_says_so(
     assert not marker_left, "a definite failure clears the marker"
     recorded = InFlight.from_json(after[LAST_INTERRUPTED])
     assert recorded is not None and recorded.attempt_id == marker.attempt_id, "the attempt stays on record"
+
+
+def test_a_lost_answer_under_a_grace_period_is_recovered_and_stored_inside_the_lease() -> None:
+    with AACSimulator(reuse_grace=20.0) as sim:
+        pair = sim.mint_pair()
+        store = MemoryStore(stale_extra(pair))
+        sim.lose_token_response()
+        state = refresher(sim, "lost-host:7").under_lock(store.section, min_ttl=None)
+        assert state.generation == 1
+        assert not store.has(IN_FLIGHT), "the claim ends with the stored pair"
+        live = sim.refresh_token_status(store.peek()["refresh_token"])
+        stats = sim.stats()
+    assert live == "live"
+    assert (stats["refreshes"], stats["grace_replays"], stats["reuses"], stats["families_revoked"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+
+
+def test_a_lost_answer_without_a_grace_records_the_dead_chain_once(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    store = MemoryStore(stale_extra(aac_token_pair))
+    aac_simulator.lose_token_response()
+    with pytest.raises(AACTokenChainBrokenError, match="no reuse grace period covered the retry"):
+        refresher(aac_simulator, "lost-host:7").under_lock(store.section, min_ttl=None)
+    assert not store.has(IN_FLIGHT)
+    # The next caller is told at once, without presenting the token a third time.
+    with pytest.raises(AACTokenChainBrokenError, match="it is not presented again"):
+        refresher(aac_simulator, "next-host:8").under_lock(store.section, min_ttl=None)
+    stats = aac_simulator.stats()
+    assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (2, 1, 1)
+
+
+def test_after_an_admin_disable_the_stored_access_token_serves_until_a_refresh_is_due(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    store = MemoryStore(fresh_extra(aac_token_pair))
+    aac_simulator.disable(aac_token_pair["refresh_token"])
+    state = refresher(aac_simulator).under_lock(store.section, min_ttl=60)
+    assert state.generation == 0, "a fresh access token is used, not refreshed"
+    assert aac_simulator.stats()["token_requests"] == 0
+
+    with pytest.raises(AACTokenChainBrokenError, match="Disable or Delete of the API token"):
+        refresher(aac_simulator).under_lock(store.section, min_ttl=None, stale_generation=0)
+    assert store.has("dead_chain")
+    stats = aac_simulator.stats()
+    assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (1, 0, 0)
 
 
 def test_invalid_client_clears_the_marker_and_spends_nothing(
@@ -616,7 +666,7 @@ def test_with_lease_outcome_unknown_keeps_the_claim_until_its_lease_ends(
 ) -> None:
     store = MemoryStore(stale_extra(aac_token_pair))
     clock = Clock()
-    aac_simulator.lose_token_response()
+    aac_simulator.lose_token_response(times=2)  # the answer and the one retry's answer
     first = refresher(aac_simulator, "lost:1", clock=clock)
     with pytest.raises(AACRefreshOutcomeUnknownError):
         first.with_lease(store.section, min_ttl=None)
@@ -626,7 +676,7 @@ def test_with_lease_outcome_unknown_keeps_the_claim_until_its_lease_ends(
     # Within the lease, others wait (here: give up quickly) and send nothing.
     with pytest.raises(AACTransientError, match="Timed out waiting for the refresh started at"):
         refresher(aac_simulator, "next:2", clock=clock).with_lease(store.section, min_ttl=None, wait=0.1)
-    assert aac_simulator.stats()["token_requests"] == 1
+    assert aac_simulator.stats()["token_requests"] == 2
 
     # After the lease, the next caller tries once and explains the invalid_grant.
     clock.offset = first.lease + 1

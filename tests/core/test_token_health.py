@@ -10,10 +10,13 @@ import pytest
 from airflow_provider_aac.core.errors import AACConfigError
 from airflow_provider_aac.core.token_health import (
     DAY,
+    FROM_EXTRA,
+    FROM_FAMILY_CAP,
     HealthLevel,
     assess_refresh_deadline,
     check_thresholds,
     parse_refresh_deadline,
+    refresh_deadline,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -138,3 +141,34 @@ def test_bad_thresholds(warn: Any, fail: Any, message: str) -> None:
 def test_equal_thresholds_are_allowed() -> None:
     assert check_thresholds(3, 3) == (3.0, 3.0)
     assert _assess(2, warn=3, fail=3).level is HealthLevel.FAIL
+
+
+# --------------------------------------------------------------------------- the family's cap
+
+
+def test_the_cap_is_the_deadline_when_it_comes_first() -> None:
+    extra = {"refresh_expires_at": "2026-04-30", "refresh_family_expires_at": "2026-03-10"}
+    deadline, source = refresh_deadline(extra, "aac_prod")
+    assert (deadline, source) == (datetime(2026, 3, 10, tzinfo=timezone.utc).timestamp(), FROM_FAMILY_CAP)
+
+    health = assess_refresh_deadline(deadline, NOW, 14, 3, conn_id="aac_prod", source=source)
+    assert health.level is HealthLevel.WARN
+    assert "The token family of connection 'aac_prod' (its absolute cap, refresh_family_expires_at)" in (
+        health.message
+    )
+    assert "no refresh succeeds however recently the token rotated" in health.message
+    assert RENEW in health.message
+
+
+def test_the_refresh_tokens_deadline_wins_when_it_comes_first() -> None:
+    extra = {"refresh_expires_at": "2026-03-10", "refresh_family_expires_at": "2026-08-30"}
+    deadline, source = refresh_deadline(extra, "aac_prod")
+    assert source == FROM_EXTRA
+    assert deadline == datetime(2026, 3, 10, tzinfo=timezone.utc).timestamp()
+
+
+def test_a_cap_alone_is_a_deadline_and_an_unreadable_one_is_an_error() -> None:
+    assert refresh_deadline({"refresh_family_expires_at": "2026-08-30"}, "c")[1] == FROM_FAMILY_CAP
+    assert refresh_deadline({}, "c") == (None, None)
+    with pytest.raises(AACConfigError, match="refresh_family_expires_at 'soon'"):
+        refresh_deadline({"refresh_family_expires_at": "soon"}, "c")

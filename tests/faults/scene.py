@@ -159,16 +159,19 @@ def scene(
     *,
     api_server: ApiServer | None = None,
     access_ttl: float = 300.0,
+    token_server: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Iterator[Scene]:
     """A simulator, its token proxy, an api proxy (REST modes) and a fresh connection in ``mode``.
 
     Connections are created through ``api_server``'s REST API when there is one (seconds
-    faster than the CLI, and what the UI does), else with the CLI.
+    faster than the CLI, and what the UI does), else with the CLI. ``token_server`` sets
+    the simulator's PingOne options (``reuse_grace``, ``refresh_cap``, ...): AAC's side,
+    which no user configures.
     """
     connections = api_server or home
     with ExitStack() as stack:
-        sim = stack.enter_context(AACSimulator(access_ttl=access_ttl))
+        sim = stack.enter_context(AACSimulator(access_ttl=access_ttl, **(token_server or {})))
         token_proxy = stack.enter_context(FaultProxy(sim.base_url))
         api_proxy = None
         api_conn_id = None

@@ -275,3 +275,16 @@ def test_no_callback_runs_when_the_check_is_ok(connection: Any, capsys: pytest.C
 def test_a_callback_that_is_not_callable_is_refused_where_the_dag_is_defined() -> None:
     with pytest.raises(AACConfigError, match="on_warning_callback must be a callable or a notifier"):
         AACTokenHealthOperator(task_id="check", on_warning_callback=["slack"])
+
+
+def test_the_family_cap_warns_before_a_later_sliding_deadline(
+    connection: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection(
+        refresh_expires_at=_iso(timedelta(days=30)), refresh_family_expires_at=_iso(timedelta(days=10))
+    )
+    report, output = _run(capsys, warn_days=14, fail_days=3)
+    assert report["level"] == "warn" and report["refresh_expires_at_source"] == "refresh_family_expires_at"
+    assert 9.9 < report["days_left"] <= 10
+    warnings = _lines(output, "warning")
+    assert any("absolute cap" in line and "no refresh succeeds" in line for line in warnings), output

@@ -23,16 +23,23 @@ MintPair = Callable[..., dict[str, Any]]
 
 class AdminApi:
     def __init__(
-        self, *, stats: Callable[[], dict[str, int]], reset_stats: Callable[[], None], mint_pair: MintPair
+        self,
+        *,
+        stats: Callable[[], dict[str, int]],
+        reset_stats: Callable[[], None],
+        mint_pair: MintPair,
+        disable: Callable[[str], None],
     ) -> None:
         self._stats = stats
         self._reset_stats = reset_stats
         self._mint_pair = mint_pair
+        self._disable = disable
         self._routes: list[Route] = compile_routes(
             [
                 ("GET", r"/_sim/stats", self._get_stats),
                 ("POST", r"/_sim/reset", self._reset),
                 ("POST", r"/_sim/mint", self._mint),
+                ("POST", r"/_sim/disable", self._disable_token),
             ]
         )
 
@@ -61,3 +68,15 @@ class AdminApi:
         except ValueError as error:
             raise ApiError(400, str(error)) from None
         return json_response(200, pair)
+
+    def _disable_token(self, request: Request, match: re.Match[str]) -> Response:
+        """An admin's Disable in AAC; the body names the refresh token (never echoed back)."""
+        body = json_body(request, required=True) or {}
+        require_type(body, "refresh_token", str, "a string")
+        if not body.get("refresh_token"):
+            raise ApiError(400, "'refresh_token' is required", details={"field": "refresh_token"})
+        try:
+            self._disable(body["refresh_token"])
+        except KeyError:
+            raise ApiError(404, "No such refresh token") from None
+        return json_response(200, {"disabled": True})

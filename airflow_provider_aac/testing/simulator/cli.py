@@ -27,7 +27,24 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--refresh-ttl", type=float, default=30 * 86400.0, help="refresh-token lifetime, seconds"
     )
-    parser.add_argument("--refresh-deadline", choices=("fixed", "sliding"), default="fixed")
+    parser.add_argument(
+        "--refresh-deadline",
+        choices=("fixed", "sliding"),
+        default="fixed",
+        help="sliding: each rotation renews the refresh deadline by --refresh-ttl (PingOne's default)",
+    )
+    parser.add_argument(
+        "--refresh-cap",
+        type=float,
+        default=None,
+        help="absolute cap on a token family's life, seconds from minting (PingOne's rolling duration)",
+    )
+    parser.add_argument(
+        "--reuse-grace",
+        type=float,
+        default=0.0,
+        help="seconds a spent refresh token is accepted again with the same answer (PingOne's grace period)",
+    )
     parser.add_argument("--run-duration", type=float, default=2.0, help="seconds a run takes to finish")
     parser.add_argument("--client-id", default="aac-sim-client")
     parser.add_argument("--pair-file", help="write a freshly minted token pair here as JSON (mode 0600)")
@@ -75,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_ttl=args.access_ttl,
         refresh_ttl=args.refresh_ttl,
         refresh_deadline=args.refresh_deadline,
+        refresh_cap=args.refresh_cap,
+        reuse_grace=args.reuse_grace,
         run_duration=args.run_duration,
         client_id=args.client_id,
     )

@@ -14,6 +14,8 @@ STAT_KEYS = (
     "api_authorized",
     "api_unauthorized",
     "families_revoked",
+    "families_disabled",
+    "grace_replays",
     "runs_started",
     "runs_canceled",
     "rate_limited",

@@ -56,6 +56,8 @@ class AACSimulator:
         refresh_ttl: float = 30 * 86400.0,
         refresh_deadline: Literal["fixed", "sliding"] = "fixed",
         refresh_token_format: Literal["opaque", "jwt"] = "opaque",
+        refresh_cap: float | None = None,
+        reuse_grace: float = 0.0,
         run_duration: float = 2.0,
         client_id: str = "aac-sim-client",
         clock: Callable[[], float] = time.time,
@@ -64,6 +66,12 @@ class AACSimulator:
 
         ``refresh_token_format="jwt"`` mints refresh tokens as JWTs whose ``exp`` is their
         deadline (whether AAC's are is unconfirmed: its help pages show opaque ones).
+
+        The PingOne settings (see ``tokens.py`` for their sources): ``refresh_deadline="sliding"``
+        renews the refresh deadline by ``refresh_ttl`` at each rotation, ``refresh_cap`` (seconds
+        from "Generate", None for none) is the absolute cap no deadline passes, and
+        ``reuse_grace`` (seconds, 0 for off) forgives presenting the immediately preceding
+        refresh token again with the answer it already got.
         """
         if refresh_deadline not in ("fixed", "sliding"):
             raise ValueError("refresh_deadline must be 'fixed' or 'sliding'")
@@ -86,6 +94,8 @@ class AACSimulator:
             client_id=client_id,
             refresh_deadline=refresh_deadline,
             refresh_token_format=refresh_token_format,
+            refresh_cap=refresh_cap,
+            reuse_grace=reuse_grace,
         )
         self._book = RunBook(self._lock, self._counters, run_duration)
         self._server: ServerThread | None = None
@@ -99,7 +109,9 @@ class AACSimulator:
             book=self._book,
             lineage=self.runs,
         )
-        self._admin = AdminApi(stats=self.stats, reset_stats=self.reset_stats, mint_pair=self.mint_pair)
+        self._admin = AdminApi(
+            stats=self.stats, reset_stats=self.reset_stats, mint_pair=self.mint_pair, disable=self.disable
+        )
         self._seed()
 
     def _seed(self) -> None:
@@ -178,12 +190,28 @@ class AACSimulator:
         """Revoke the family, as a user does in the UI; a KeyError for an unknown token."""
         self._authority.revoke_family_of(refresh_token)
 
+    def disable(self, refresh_token: str) -> None:
+        """An AAC admin's Disable or Delete of the user's API token: the refresh token stops working,
+        access tokens already issued keep working until they expire. A KeyError for an unknown token.
+        """
+        self._authority.disable(refresh_token)
+
+    @property
+    def reuse_grace(self) -> float:
+        """PingOne's refresh-token reuse grace period, in seconds (0: off)."""
+        return self._authority.reuse_grace
+
+    @property
+    def refresh_cap(self) -> float | None:
+        """The absolute cap on a token family's life, in seconds from "Generate" (None: no cap)."""
+        return self._authority.refresh_cap
+
     def family_info(self, token: str) -> dict[str, Any]:
         """The family of a refresh or access token, so tests can check a chain's length."""
         return self._authority.family_info(token)
 
     def refresh_token_status(self, refresh_token: str) -> str:
-        """'live', 'spent', 'revoked', 'expired' or 'unknown': what presenting it now would meet."""
+        """'live', 'spent', 'revoked', 'disabled', 'expired' or 'unknown': what presenting it now would meet."""
         return self._authority.refresh_token_status(refresh_token)
 
     def stats(self) -> dict[str, int]:

@@ -3,6 +3,34 @@
 A refresh spends the presented token and issues its successor; presenting a spent one
 again is a reuse, which revokes the whole family, as AAC does. Access tokens are HS256
 JWTs signed with a per-instance secret, so a token from another simulator is invalid here.
+
+AAC's token server is PingOne, and the optional rules follow PingOne's application
+settings (AAC publishes none of its own values):
+
+- ``reuse_grace`` is PingOne's ``refreshTokenRollingGracePeriodDuration`` (0 to 86,400 s,
+  default 0), "the number of seconds that a refresh token may be reused after having been
+  exchanged for a new set of tokens ... useful in the case of network errors on the
+  client". Only the immediately preceding token is forgiven, and it gets the answer it
+  already got, so the pair a client lost is the pair it recovers.
+- A reuse outside it revokes the family's refresh tokens and its access tokens: PingOne's
+  replay protection (``additionalRefreshTokenReplayProtectionEnabled``, default on)
+  "revokes the reused refresh token, as well as all descendant tokens", and its page
+  "Refresh token rotation" says it invalidates access tokens when a refresh token is reused.
+- A sliding deadline (``refreshTokenDuration``, default 30 days) renews with each
+  rotation, up to ``refresh_cap`` after the family began (``refreshTokenRollingDuration``,
+  default 180 days); both "generate the value for the exp claim", so a JWT refresh
+  token's ``exp`` is the earlier of the two.
+- :meth:`TokenAuthority.disable` is an AAC admin's Disable or Delete of a user's API
+  token: the refresh token stops working, access tokens already issued keep working
+  until their ``exp``.
+
+Sources: PingOne, "Refresh token rotation"
+(https://docs.pingidentity.com/pingone/applications/p1_refresh_token_rotation.html) and
+"Editing an application - OIDC"
+(https://docs.pingidentity.com/pingone/applications/p1_edit_application_oidc.html); the
+setting names, ranges and defaults as Ping Identity documents them for its Terraform
+provider (github.com/pingidentity/terraform-provider-pingone, docs/resources/application.md,
+``oidc_options.refresh_token_*``).
 """
 
 from __future__ import annotations
@@ -20,6 +48,7 @@ from airflow_provider_aac.testing.simulator.counters import Counters
 from airflow_provider_aac.testing.simulator.wire import number
 
 SCOPE = "openid profile aac:api"
+MAX_REUSE_GRACE = 86400.0
 CURRENT_PERSON: dict[str, Any] = {
     "id": 1,
     "email": "sim@example.com",
@@ -48,15 +77,23 @@ class Family:
     access_ttl: float
     refresh_ttl: float
     deadline: float  # epoch seconds; where a "fixed" refresh deadline stays
+    cap: float | None = None  # epoch seconds; no sliding deadline passes it
     rotations: int = 0
-    revoked: bool = False
+    revoked: bool = False  # replay or revocation: refresh and access tokens are dead
+    disabled: bool = False  # an admin's disable: refresh tokens are dead, access tokens live on
 
 
 @dataclass
 class RefreshRecord:
     family: Family
     expires_at: float
-    spent: bool = False
+    spent_at: float | None = None
+    answer: dict[str, Any] | None = None  # what spending it returned, replayed inside the grace
+    successor: RefreshRecord | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.spent_at is not None
 
 
 @dataclass(frozen=True)
@@ -82,7 +119,15 @@ class TokenAuthority:
         client_id: str,
         refresh_deadline: Literal["fixed", "sliding"],
         refresh_token_format: Literal["opaque", "jwt"] = "opaque",
+        refresh_cap: float | None = None,
+        reuse_grace: float = 0.0,
     ) -> None:
+        if refresh_cap is not None and refresh_cap < 0:
+            raise ValueError("refresh_cap must not be negative")
+        if not 0 <= reuse_grace <= MAX_REUSE_GRACE:
+            raise ValueError(f"reuse_grace must be 0 to {MAX_REUSE_GRACE:.0f} seconds, as PingOne allows")
+        self.refresh_cap = refresh_cap
+        self.reuse_grace = reuse_grace
         self._lock = lock
         self._counters = counters
         self._issuer = issuer  # known only once the server listens
@@ -98,7 +143,10 @@ class TokenAuthority:
         if access_ttl < 0 or refresh_ttl < 0:
             raise ValueError("token lifetimes must not be negative")
         now = self._clock()
-        family = Family(client_id, access_ttl, refresh_ttl, deadline=now + refresh_ttl)
+        cap = None if self.refresh_cap is None else now + self.refresh_cap
+        family = Family(
+            client_id, access_ttl, refresh_ttl, deadline=_earlier(now + refresh_ttl, cap), cap=cap
+        )
         with self._lock:
             self._client_ids.add(family.client_id)
             return self._issue(family, now, family.deadline)
@@ -109,6 +157,16 @@ class TokenAuthority:
             if record is None:
                 raise KeyError("unknown refresh token")
             self._revoke(record.family)
+
+    def disable(self, refresh_token: str) -> None:
+        """An admin's Disable or Delete in AAC: no refresh succeeds, issued access tokens live to ``exp``."""
+        with self._lock:
+            record = self._refresh_tokens.get(refresh_token)
+            if record is None:
+                raise KeyError("unknown refresh token")
+            if not record.family.disabled:
+                record.family.disabled = True
+                self._counters.count("families_disabled")
 
     def family_info(self, token: str) -> dict[str, Any]:
         jti = self._verified_jti(token)
@@ -128,6 +186,8 @@ class TokenAuthority:
                 return "unknown"
             if record.family.revoked:
                 return "revoked"
+            if record.family.disabled:
+                return "disabled"
             if record.spent:
                 return "spent"
             return "expired" if self._clock() >= record.expires_at else "live"
@@ -144,9 +204,13 @@ class TokenAuthority:
             if record is None:
                 raise OAuthError(400, "invalid_grant", "The refresh token is invalid")
             family = record.family
-            if family.revoked:
+            if family.revoked or family.disabled:
                 raise OAuthError(400, "invalid_grant", "The refresh token has been revoked")
             if record.spent:
+                replay = self._grace_answer(record, now)
+                if replay is not None:
+                    self._counters.count("grace_replays")
+                    return replay
                 self._counters.count("reuses")
                 self._revoke(family)
                 raise OAuthError(
@@ -154,11 +218,35 @@ class TokenAuthority:
                 )
             if now >= record.expires_at:
                 raise OAuthError(400, "invalid_grant", "The refresh token has expired")
-            record.spent = True
             family.rotations += 1
             self._counters.count("refreshes")
             deadline = family.deadline if self._refresh_deadline == "fixed" else now + family.refresh_ttl
-            return {**self._issue(family, now, deadline), "token_type": "Bearer", "scope": SCOPE}
+            answer = {
+                **self._issue(family, now, _earlier(deadline, family.cap)),
+                "token_type": "Bearer",
+                "scope": SCOPE,
+            }
+            record.spent_at, record.answer = now, answer
+            record.successor = self._refresh_tokens[answer["refresh_token"]]
+            return dict(answer)
+
+    def _grace_answer(self, record: RefreshRecord, now: float) -> dict[str, Any] | None:
+        """The answer ``record`` already got, when PingOne's grace period forgives presenting it again.
+
+        Lock held. Only the immediately preceding token qualifies: its successor must still
+        be unspent, and the grace counts from when it was spent.
+        """
+        assert record.spent_at is not None
+        successor = record.successor
+        if (
+            self.reuse_grace <= 0
+            or record.answer is None
+            or successor is None
+            or successor.spent
+            or now - record.spent_at > self.reuse_grace
+        ):
+            return None
+        return dict(record.answer)
 
     def unauthorized_reason(self, headers: dict[str, str]) -> str | None:
         """Why a /v4 request's bearer token is refused, or None when it is good."""
@@ -226,3 +314,7 @@ class TokenAuthority:
             return None
         jti: str = claims["jti"]
         return jti
+
+
+def _earlier(deadline: float, cap: float | None) -> float:
+    return deadline if cap is None else min(deadline, cap)

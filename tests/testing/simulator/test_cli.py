@@ -45,3 +45,32 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     assert "/v4/people/current" in stderr  # --verbose logs requests ...
     leaked = any(pair[key] in stdout + stderr for key in ("access_token", "refresh_token"))
     assert not leaked  # ... but never tokens
+
+
+def test_cli_takes_pingones_grace_period(tmp_path: Path) -> None:
+    ready_file, pair_file = tmp_path / "ready", tmp_path / "pair.json"
+    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--reuse-grace", "20"]
+    command += ["--refresh-deadline", "sliding", "--refresh-cap", "3600"]
+    command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base_url = wait_for(lambda: ready_file.read_text() if ready_file.exists() else None, timeout=20)
+        pair = json.loads(pair_file.read_text())
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": pair["refresh_token"],
+            "client_id": pair["client_id"],
+        }
+        answers = [requests.post(base_url + "/as/token", data=form, timeout=TIMEOUT) for _ in range(2)]
+        stats = requests.get(base_url + "/_sim/stats", timeout=TIMEOUT).json()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    same = answers[0].json() == answers[1].json()
+    assert same
+    assert (stats["grace_replays"], stats["reuses"]) == (1, 0)

@@ -173,3 +173,128 @@ def test_bad_bearer_tokens_are_unauthorized(
     assert {exception_name(response) for response in responses} == {"UnauthorizedException"}
     stats = aac_simulator.stats()
     assert (stats["api_calls"], stats["api_unauthorized"], stats["api_authorized"]) == (5, 5, 0)
+
+
+# --------------------------------------------------------------------------- PingOne's settings
+
+
+class ManualClock:
+    """A clock the test moves, so that grace periods and caps are crossed exactly, without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_inside_the_grace_the_preceding_token_gets_the_answer_it_already_got() -> None:
+    clock = ManualClock()
+    with AACSimulator(reuse_grace=20.0, clock=clock) as sim:
+        pair = sim.mint_pair()
+        first = refresh(sim, pair["refresh_token"]).json()
+        clock.now += 19.0
+        again = refresh(sim, pair["refresh_token"])
+
+        assert again.status_code == 200
+        same_pair = again.json() == first
+        assert same_pair, "a grace replay must return the pair already issued, not a new one"
+        assert sim.refresh_token_status(first["refresh_token"]) == "live"
+        stats = sim.stats()
+        assert (stats["refreshes"], stats["grace_replays"], stats["reuses"], stats["families_revoked"]) == (
+            1,
+            1,
+            0,
+            0,
+        )
+        assert api(sim, "GET", "/v4/people/current", first["access_token"]).status_code == 200
+
+
+def test_past_the_grace_a_reuse_revokes_refresh_and_access_tokens() -> None:
+    clock = ManualClock()
+    with AACSimulator(reuse_grace=20.0, clock=clock) as sim:
+        pair = sim.mint_pair()
+        first = refresh(sim, pair["refresh_token"]).json()
+        clock.now += 20.5
+        late = refresh(sim, pair["refresh_token"])
+
+        assert (late.status_code, late.json()["error"]) == (400, "invalid_grant")
+        assert sim.refresh_token_status(first["refresh_token"]) == "revoked"
+        assert api(sim, "GET", "/v4/people/current", first["access_token"]).status_code == 401
+        assert (sim.stats()["reuses"], sim.stats()["grace_replays"]) == (1, 0)
+
+
+def test_the_grace_forgives_only_the_immediately_preceding_token() -> None:
+    with AACSimulator(reuse_grace=60.0) as sim:
+        pair = sim.mint_pair()
+        second = refresh(sim, pair["refresh_token"]).json()
+        third = refresh(sim, second["refresh_token"]).json()
+
+        grandparent = refresh(sim, pair["refresh_token"])
+
+        assert (grandparent.status_code, grandparent.json()["error"]) == (400, "invalid_grant")
+        assert sim.refresh_token_status(third["refresh_token"]) == "revoked"
+        assert sim.stats()["reuses"] == 1
+
+
+def test_without_a_grace_any_reuse_revokes_the_family(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    assert aac_simulator.reuse_grace == 0
+    refresh(aac_simulator, aac_token_pair["refresh_token"])
+    assert refresh(aac_simulator, aac_token_pair["refresh_token"]).status_code == 400
+    assert aac_simulator.stats()["families_revoked"] == 1
+
+
+@pytest.mark.parametrize("grace", [-1.0, 86400.5])
+def test_the_grace_stays_within_pingones_range(grace: float) -> None:
+    with pytest.raises(ValueError, match="0 to 86400 seconds"):
+        AACSimulator(reuse_grace=grace)
+
+
+def test_a_sliding_deadline_stops_at_the_cap() -> None:
+    clock = ManualClock()
+    day = 86400.0
+    with AACSimulator(
+        refresh_deadline="sliding",
+        refresh_ttl=30 * day,
+        refresh_cap=45 * day,
+        refresh_token_format="jwt",
+        clock=clock,
+    ) as sim:
+        minted_at = clock.now
+        token = sim.mint_pair()["refresh_token"]
+        for _ in range(2):  # each rotation, 20 days apart, slides the deadline 30 days on
+            clock.now += 20 * day
+            token = refresh(sim, token).json()["refresh_token"]
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        assert exp == int(minted_at + 45 * day), "the JWT's exp is the earlier of the slide and the cap"
+
+        clock.now = minted_at + 45 * day + 1  # inside the sliding 30 days, past the cap
+        response = refresh(sim, token)
+
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+        assert "expired" in response.json()["error_description"]
+        assert sim.stats()["reuses"] == 0
+
+
+def test_an_admin_disable_stops_refreshes_and_leaves_access_tokens_valid(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    disabled = requests.post(
+        f"{aac_simulator.base_url}/_sim/disable",
+        json={"refresh_token": aac_token_pair["refresh_token"]},
+        timeout=TIMEOUT,
+    )
+    assert disabled.json() == {"disabled": True}
+
+    refused = refresh(aac_simulator, aac_token_pair["refresh_token"])
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    assert api(aac_simulator, "GET", "/v4/people/current", aac_token_pair["access_token"]).status_code == 200
+    assert aac_simulator.refresh_token_status(aac_token_pair["refresh_token"]) == "disabled"
+    stats = aac_simulator.stats()
+    assert (stats["families_disabled"], stats["families_revoked"], stats["reuses"]) == (1, 0, 0)
+    unknown = requests.post(
+        f"{aac_simulator.base_url}/_sim/disable", json={"refresh_token": "not-a-token"}, timeout=TIMEOUT
+    )
+    assert unknown.status_code == 404
