@@ -30,6 +30,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--refresh-deadline", choices=("fixed", "sliding"), default="fixed")
     parser.add_argument("--run-duration", type=float, default=2.0, help="seconds a run takes to finish")
     parser.add_argument("--client-id", default="aac-sim-client")
+    parser.add_argument(
+        "--without-operation",
+        action="append",
+        default=[],
+        metavar="OPERATION_ID",
+        help="leave this AAC operation (e.g. runFlow) out of the routes and the served spec; repeatable",
+    )
     parser.add_argument("--pair-file", help="write a freshly minted token pair here as JSON (mode 0600)")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     parser.add_argument("--verbose", action="store_true", help="log each request (method, path, status)")
@@ -77,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         refresh_deadline=args.refresh_deadline,
         run_duration=args.run_duration,
         client_id=args.client_id,
+        without_operations=args.without_operation,
     )
     with simulator:
         if args.pair_file:
