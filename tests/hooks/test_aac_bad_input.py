@@ -253,9 +253,9 @@ def api_calls(sim: AACSimulator) -> int:
 @pytest.mark.parametrize(
     ("status", "name", "hint_start"),
     [
-        (403, "ForbiddenException", "The token's user may not do this"),
-        (404, "NotFoundException", "No such object in this workspace"),
-        (400, "ValidationException", "AAC rejected the request as invalid"),
+        (403, "AccessControlException", "The token's user may not do this"),
+        (404, "DataNotFoundException", "No such object in this workspace"),
+        (400, "ValidationFailed", "AAC rejected the request as invalid"),
     ],
 )
 def test_4xx_carries_aacs_words_and_the_hint_without_retrying(
@@ -281,7 +281,46 @@ def test_4xx_carries_aacs_words_and_the_hint_without_retrying(
 def test_real_404_for_an_unknown_object(aac_simulator: AACSimulator, good: dict[str, Any]) -> None:
     with pytest.raises(AACNotFoundError) as info:
         AACHook(CONN).request("GET", "/v4/planSnapshotRuns/424242")
-    assert "NotFoundException: Plan run 424242 not found" in str(info.value)
+    assert "DataNotFoundException: Plan run 424242 not found" in str(info.value)
+
+
+GATEWAY_400 = (
+    "<html><head><title>400 Bad Request</title></head>"
+    "<body><center><h1>400 Bad Request</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@pytest.mark.parametrize("method", ["sync", "async"])
+def test_an_html_error_page_gives_the_same_clear_error_as_aacs_json(
+    aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps, method: str
+) -> None:
+    """A gateway in front of AAC may answer HTML: same class, same hint, the page's title as its words."""
+    hook = recording_hook(sleeps)
+
+    def fail() -> AACApiError:
+        with pytest.raises(AACApiError) as info:
+            if method == "sync":
+                hook.request("GET", "/v4/people/current")
+            else:
+                asyncio.run(hook.arequest("GET", "/v4/people/current"))
+        return info.value
+
+    aac_simulator.fail_api(400)
+    from_json = fail()
+    aac_simulator.fail_api(400, text=GATEWAY_400, content_type="text/html")
+    from_html = fail()
+
+    assert type(from_html) is type(from_json)
+    assert (from_html.status_code, from_html.aac_name, from_html.aac_message) == (
+        400,
+        None,
+        "400 Bad Request",
+    )
+    assert str(from_html).startswith(
+        "AAC answered 400 to GET /v4/people/current: 400 Bad Request. AAC rejected the request as invalid"
+    )
+    assert "<" not in str(from_html) and f"(AAC request id {from_html.request_id})" in str(from_html)
+    assert api_calls(aac_simulator) == 2 and sleeps.delays == []
 
 
 def test_401_on_a_connection_that_cannot_be_refreshed_spends_nothing(
@@ -329,7 +368,7 @@ def test_429_that_does_not_stop_ends_with_the_rate_limit_hint(
     with pytest.raises(AACApiError) as info:
         recording_hook(sleeps).request("GET", "/v4/plans")
     message = str(info.value)
-    assert "AAC answered 429 to GET /v4/plans: RateLimitException" in message
+    assert "AAC answered 429 to GET /v4/plans: TooManyRequestsException" in message
     assert "about 30 runs per user and 60 per workspace" in message
     assert api_calls(aac_simulator) == 5 and len(sleeps.delays) == 4
 
@@ -404,7 +443,7 @@ def test_unreachable_aac_host(
 def test_async_404_and_retried_503(aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps) -> None:
     hook = recording_hook(sleeps)
     aac_simulator.fail_api(404)
-    with pytest.raises(AACNotFoundError, match="NotFoundException"):
+    with pytest.raises(AACNotFoundError, match="DataNotFoundException"):
         asyncio.run(hook.arequest("GET", "/v4/people/current"))
     aac_simulator.fail_api(503, times=2)
     response = asyncio.run(hook.arequest("GET", "/v4/people/current"))
