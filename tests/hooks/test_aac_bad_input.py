@@ -351,6 +351,20 @@ def test_429_on_get_is_retried_honouring_x_retry_after(
     assert len(sleeps.delays) == 2 and all(d >= 3 for d in sleeps.delays)
 
 
+def test_429_waits_for_the_reset_aac_gives_in_epoch_milliseconds(
+    aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
+) -> None:
+    """With no x-retry-after, the wait is the window's reset, read as the milliseconds AAC sends."""
+    aac_simulator.runs.set_rate_limits(window=20.0, retry_after=False, runPlan=(1, 10))
+    hook = recording_hook(sleeps)
+    hook.request("POST", "/v4/plans/1/run", json={}, headers={"x-execution-id": "ms-1"})
+    with pytest.raises(AACApiError, match="AAC answered 429"):
+        hook.request("POST", "/v4/plans/1/run", json={}, headers={"x-execution-id": "ms-2"})
+
+    assert sleeps.delays and all(15 <= delay <= 25 for delay in sleeps.delays), sleeps.delays
+    assert aac_simulator.stats()["runs_started"] == 1
+
+
 def test_429_on_a_run_post_is_retried_and_starts_one_run(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
 ) -> None:
