@@ -225,3 +225,29 @@ def spec_version(document: Mapping[str, Any]) -> str | None:
     info = document.get("info")
     version = info.get("version") if isinstance(info, Mapping) else None
     return str(version) if version else None
+
+
+def spec_from_answer(data: Any) -> Mapping[str, Any] | None:
+    """The OpenAPI document in an answer to ``GET /v4/open-api-spec``: the body, or one object inside it."""
+    if isinstance(data, Mapping) and isinstance(data.get("paths"), Mapping):
+        return data
+    if isinstance(data, Mapping):
+        for value in data.values():
+            if isinstance(value, Mapping) and isinstance(value.get("paths"), Mapping):
+                return value
+    return None
+
+
+def summary(reports: Sequence[OperationReport], version: str | None) -> str:
+    """One sentence for the connection's Test button."""
+    spec = f"AAC's API spec {version}" if version else "AAC's API spec"
+    broken = [report for report in reports if not report.ok]
+    if not broken:
+        return (
+            f"{spec} has every endpoint, parameter and field the provider uses ({len(reports)} operations)."
+        )
+    named = "; ".join(
+        f"{report.entry.label}: {', '.join(f.text for f in report.findings if f.severity == MISSING)}"
+        for report in broken
+    )
+    return f"{spec} lacks what the provider needs: {named}."
