@@ -28,9 +28,7 @@ def test_doctor_passes_against_the_full_simulator_in_both_entry_points(airflow_p
 
     for entry, result in results.items():
         assert result.returncode == 0, (entry, result.stdout[-3000:], result.stderr[-3000:])
-        assert result.stdout.startswith(
-            f"{conn_id}: API spec v2025.23.2 from {base_url}/v4/open-api-spec\n"
-        )
+        assert result.stdout.startswith(f"{conn_id}: API spec v2025.23.2 from {base_url}/v4/open-api-spec\n")
         for entry_point in RELIED_ON:
             assert re.search(
                 rf"\n  ok +{entry_point.method} +{re.escape(entry_point.path)} \(", result.stdout

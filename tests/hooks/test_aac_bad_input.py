@@ -24,6 +24,7 @@ from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.spec_summary import SPEC_COMPLETE
 
 CONN = "aac_bad_input"
 ENV = "AIRFLOW_CONN_AAC_BAD_INPUT"
@@ -623,3 +624,39 @@ def test_writable_unreachable_token_endpoint(writable_results: Any) -> None:
     assert kind == "AACTransientError"
     assert "Cannot reach AAC's token endpoint" in message and "the refresh token was not spent" in message
     assert writable_results[0]["unreachable"]["delta"]["token_requests"] == 0
+
+
+# --------------------------------------------------------------------------- the Test button's spec check
+
+
+def test_the_test_button_checks_the_tenants_spec(aac_simulator: AACSimulator, good: dict[str, Any]) -> None:
+    assert AACHook(CONN).test_connection() == (True, f"Connected to AAC as sim@example.com. {SPEC_COMPLETE}")
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
+@pytest.mark.aac_simulator(without_operations=("runFlow",))
+def test_the_test_button_fails_on_a_spec_that_lacks_what_the_provider_needs(
+    aac_simulator: AACSimulator, good: dict[str, Any]
+) -> None:
+    ok, text = AACHook(CONN).test_connection()
+
+    assert not ok
+    assert text == (
+        "Connected to AAC as sim@example.com. AAC's API spec v2025.23.2 lacks what the provider needs: "
+        "POST /v4/flows/{id}/run (runFlow): POST /v4/flows/{id}/run is not in the spec. "
+        f"For the full check: airflow aac doctor {CONN}."
+    )
+
+
+def test_the_test_button_says_when_the_spec_cannot_be_read(
+    aac_simulator: AACSimulator, good: dict[str, Any]
+) -> None:
+    aac_simulator.fail_api(503, path_prefix="/v4/open-api-spec")
+
+    ok, text = AACHook(CONN).test_connection()
+
+    assert ok
+    assert text.endswith(
+        f"Its API spec could not be read (AAC answered 503). For the full check: airflow aac doctor {CONN}."
+    )
+    assert api_calls(aac_simulator) == 2, "one try at the spec, no retries"
