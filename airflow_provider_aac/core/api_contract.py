@@ -64,8 +64,8 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "listPlans",
         "GET",
         "/v4/plans",
-        "plans by name",
-        query=("limit", "offset", "filter", "filterFields", "filterType", "includeCount"),
+        "plan_name= lookups (exact filter on the name)",
+        query=("limit", "offset", "filter", "filterFields", "filterType"),
         reads=("data[].id", "data[].name"),
     ),
     ReliedOn(
@@ -96,8 +96,8 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "listFlows",
         "GET",
         "/v4/flows",
-        "flows by name",
-        query=("limit", "offset", "filter", "filterFields", "filterType", "includeCount"),
+        "flow_name= lookups (exact filter on the name)",
+        query=("limit", "offset", "filter", "filterFields", "filterType"),
         reads=("data[].id", "data[].name"),
     ),
     ReliedOn(

@@ -247,6 +247,8 @@ def test_everything_the_provider_relies_on_is_in_the_spec() -> None:
     assert {report.entry.operation_id for report in reports} <= set(operation_ids(SPEC))
     assert [report.as_dict() for report in reports if not report.ok] == []
     assert len(reports) == len(RELIED_ON)
+    read_headers = {name for entry in RELIED_ON for name in entry.response_headers}
+    assert read_headers <= set(SPEC["components"]["headers"])
 
 
 def test_the_spec_says_where_it_came_from() -> None:
