@@ -71,12 +71,8 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    if args.verbose:
-        _enable_request_logging()
-    stop = _stop_on_signals()
-    simulator = AACSimulator(
+def _simulator(args: argparse.Namespace) -> AACSimulator:
+    return AACSimulator(
         host=args.host,
         port=args.port,
         access_ttl=args.access_ttl,
@@ -86,6 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         client_id=args.client_id,
         without_operations=args.without_operation,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.verbose:
+        _enable_request_logging()
+    stop = _stop_on_signals()
+    try:
+        simulator = _simulator(args)
+    except ValueError as err:
+        print(f"python -m airflow_provider_aac.testing.simulator: {err}", file=sys.stderr, flush=True)
+        return 2
     with simulator:
         if args.pair_file:
             pair = {
