@@ -65,6 +65,18 @@ def _rows(data: Any, key: str = "data") -> list[dict[str, Any]]:
     return [row for row in value or [] if isinstance(row, dict)] if isinstance(value, list) else []
 
 
+def _input_rows(data: Any) -> list[dict[str, Any]]:
+    """The files and tables of AAC's ``JobGroupInputs``: datasets by ``name``, each with its ``inputs``.
+
+    (AAC's OpenAPI spec v2025.23.2.) A row without ``inputs`` is taken as a file or table itself.
+    """
+    rows: list[dict[str, Any]] = []
+    for dataset in _rows(data):
+        nested = dataset.get("inputs")
+        rows += [row for row in nested if isinstance(row, dict)] if isinstance(nested, list) else [dataset]
+    return rows
+
+
 def _ids(rows: Sequence[dict[str, Any]]) -> list[int]:
     return [row["id"] for row in rows if isinstance(row.get("id"), int) and not isinstance(row["id"], bool)]
 
@@ -141,7 +153,7 @@ def _lineage_exchange(
     for group in found.job_group_ids:
         try:
             inputs = (yield from api_call("GET", JOB_GROUP_INPUTS.format(id=group), backoff=backoff)).data
-            found.inputs += [ref for row in _rows(inputs) if (ref := table_ref(row) or file_ref(row))]
+            found.inputs += [ref for row in _input_rows(inputs) if (ref := table_ref(row) or file_ref(row))]
         except AACApiError as err:
             # AAC refuses the call (400) when an input is a file: it lists JDBC sources only.
             log.info(

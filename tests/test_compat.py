@@ -21,6 +21,7 @@ from airflow_provider_aac.get_provider_info import CONN_FIELDS
 from airflow_provider_aac.testing.airflow_env import ApiServer
 from airflow_provider_aac.testing.airflow_home import minted_aac_extra
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.spec_summary import SPEC_COMPLETE
 
 
 @pytest.mark.parametrize("name", sorted(compat._HOMES))
@@ -93,7 +94,7 @@ def test_the_rest_test_answers_for_the_users_connection(
         answer = airflow_api_server.request_ok("POST", "/api/v2/connections/test", json=body)
     assert answer == {
         "status": True,
-        "message": f"Connection {conn_id!r}: Connected to AAC as sim@example.com.",
+        "message": f"Connection {conn_id!r}: Connected to AAC as sim@example.com. {SPEC_COMPLETE}",
     }
 
     unsaved = {"connection_id": "aac_compat_unsaved", "conn_type": "aac", "host": "127.0.0.1", "extra": "{}"}

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.cli.cli_config import CLICommand
 
-GROUP_HELP = "Alteryx Analytics Cloud: connect a token pair, check and refresh the token chain"
+GROUP_HELP = (
+    "Alteryx Analytics Cloud: connect a token pair, check and refresh the token chain, check the tenant's API"
+)
 CONN_ID_HELP = "the aac connection, e.g. aac_default"
 
 
@@ -116,6 +118,18 @@ COMMANDS = (
             Option(
                 ("--force",), {"action": "store_true", "help": "refresh even if the access token is fresh"}
             ),
+        ),
+    ),
+    Command(
+        "doctor",
+        "check the tenant's API spec (GET /v4/open-api-spec) for everything the provider relies on, "
+        "and the token chain as status does; spends no refresh token",
+        "airflow_provider_aac.cli.doctor.run",
+        (
+            CONN_ID,
+            Option(("--json",), {"action": "store_true", "help": "print JSON instead of text"}),
+            WARN_DAYS,
+            FAIL_DAYS,
         ),
     ),
     Command(

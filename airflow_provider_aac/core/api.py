@@ -10,7 +10,9 @@ requests, which include a run POST that carries ``x-execution-id``.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,8 +177,10 @@ class ApiCall:
         name, message = aac_exception(decode_body(body))
         hint = STATUS_HINTS.get(status) or self._default_hint(status)
         text = f"AAC answered {status} to {self.method} {self.path}"
-        if name or message:
-            text += f": {name or 'error'}: {message or ''}".rstrip(": ")
+        if name:
+            text += f": {name}: {message or ''}".rstrip(": ")
+        elif message:
+            text += f": {message}"
         text += f". {hint}"
         if request_id:
             text += f" (AAC request id {request_id})"
@@ -196,10 +200,24 @@ class ApiCall:
         )
 
 
+def plain_text(body: str, limit: int = 300) -> str | None:
+    """The words of a non-JSON answer: AAC's plain-text ``Unauthorized`` (a 401, seen live), or a
+    gateway's HTML page reduced to its title, else its text without tags."""
+    title = _HTML_TITLE.search(body)
+    text = title.group(1) if title else _HTML_TAG.sub(" ", _HTML_HIDDEN.sub(" ", body))
+    words = " ".join(html.unescape(text).split())
+    return (words[: limit - 1] + "…" if len(words) > limit else words) or None
+
+
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
 def aac_exception(body: Any) -> tuple[str | None, str | None]:
-    """AAC's ``{"exception": {"name", "message"}}``, tolerating other shapes."""
+    """AAC's ``{"exception": {"name", "message"}}``, tolerating other shapes and non-JSON bodies."""
     if not isinstance(body, dict):
-        return None, (body[:300] if isinstance(body, str) and body else None)
+        return None, (plain_text(body) if isinstance(body, str) and body else None)
     exception = body.get("exception")
     if isinstance(exception, dict):
         name, message = exception.get("name"), exception.get("message")

@@ -275,10 +275,13 @@ class AACHook(BaseHook):
         return replacement
 
     def test_connection(self) -> tuple[bool, str]:
-        """Call ``GET /v4/people/current``; never spends the refresh token where it cannot be stored.
+        """Call ``GET /v4/people/current``, then check the tenant's API spec as ``airflow aac doctor`` does.
 
-        Airflow's Test button runs this on a temporary copy under a random id: the answer
-        names the user's connection instead, and says why a due refresh was not made.
+        Never spends the refresh token where it cannot be stored. Airflow's Test button runs
+        this on a temporary copy under a random id: the answer names the user's connection
+        instead, and says why a due refresh was not made. The spec check is one request
+        without retries (a few MB at most, read in seconds); a spec that cannot be read is
+        said, not failed on, and a spec that lacks what the provider needs fails the test.
         """
         tested = connection_tested_as(self.aac_conn_id)
         try:
@@ -291,7 +294,27 @@ class AACHook(BaseHook):
             else None
         )
         connected = f"Connected to AAC as {who}." if who else "Connected to AAC."
-        return True, connected if tested is None else f"Connection {tested!r}: {connected}"
+        complete, spec = self._spec_summary(tested or self.aac_conn_id)
+        message = f"{connected} {spec}"
+        return complete, message if tested is None else f"Connection {tested!r}: {message}"
+
+    def _spec_summary(self, conn_id: str) -> tuple[bool, str]:
+        """Whether the tenant's spec offers what the provider relies on, in one sentence."""
+        from airflow_provider_aac.core.api_contract import OPEN_API_SPEC_PATH
+        from airflow_provider_aac.core.spec_check import check, spec_from_answer, spec_version, summary
+
+        doctor = f"For the full check: airflow aac doctor {conn_id}."
+        try:
+            answer = self.run_exchange(api_call("GET", OPEN_API_SPEC_PATH, backoff=Backoff(attempts=1)))
+        except AACError as err:
+            reason = f"AAC answered {err.status_code}" if isinstance(err, AACApiError) else type(err).__name__
+            return True, f"Its API spec could not be read ({reason}). {doctor}"
+        document = spec_from_answer(answer.data)
+        if document is None:
+            return True, f"Its API spec could not be read (no OpenAPI document). {doctor}"
+        reports = check(document)
+        complete = all(report.ok for report in reports)
+        return complete, summary(reports, spec_version(document)) + ("" if complete else f" {doctor}")
 
     def _copy_failure(self, err: AACError, tested: str) -> str:
         copy_variable = environment_variable_defining(self.aac_conn_id)

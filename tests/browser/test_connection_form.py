@@ -25,6 +25,7 @@ from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, sta
 from airflow_provider_aac.testing.airflow_home import minted_aac_extra
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.support.requirements import require_postgres, skip_or_fail_without
+from tests.support.spec_summary import SPEC_COMPLETE
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -192,7 +193,7 @@ def test_new_connection_form_labels_masks_and_saves(
     tested = server.request_ok("POST", "/api/v2/connections/test", json=_test_body(server, conn_id))
     assert tested == {
         "status": True,
-        "message": f"Connection {conn_id!r}: Connected to AAC as sim@example.com.",
+        "message": f"Connection {conn_id!r}: Connected to AAC as sim@example.com. {SPEC_COMPLETE}",
     }
 
 

@@ -20,6 +20,7 @@ from airflow_provider_aac.core.api import (
     aac_exception,
     decode_body,
     is_idempotent,
+    plain_text,
     validate_api_path,
 )
 from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
@@ -279,7 +280,51 @@ def test_decode_body() -> None:
 def test_html_error_page_reaches_the_message() -> None:
     decision = answer(ApiCall("POST", "/v4/jobGroups"), 502, body=b"<html>Bad gateway</html>")
     assert isinstance(error_of(decision), AACApiError)
-    assert "error: <html>Bad gateway</html>" in str(error_of(decision))
+    assert "AAC answered 502 to POST /v4/jobGroups: Bad gateway. AAC had a server error" in str(
+        error_of(decision)
+    )
+
+
+GATEWAY_400 = b"""<!DOCTYPE html><html><head><title>400 Bad Request</title>
+<style>body { color: red }</style></head>
+<body><center><h1>400 Bad Request</h1></center><hr><center>nginx</center></body></html>"""
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (400, GATEWAY_400, "400 Bad Request"),
+        (
+            400,
+            b"<html><body><p>Request   &amp; header\n too large</p><script>x()</script></body></html>",
+            "Request & header too large",
+        ),
+        (403, b"Unauthorized", "Unauthorized"),
+    ],
+)
+def test_non_json_error_bodies_give_the_same_error_as_json_ones(status: int, body: bytes, words: str) -> None:
+    """A gateway's HTML page or AAC's plain-text answer: same class, same hint, readable words."""
+    from_json = error_of(answer(ApiCall("GET", "/v4/plans"), status, body=aac_error("X", "y")))
+    from_text = error_of(answer(ApiCall("GET", "/v4/plans"), status, body=body))
+
+    assert type(from_text) is type(from_json)
+    assert isinstance(from_text, AACApiError) and isinstance(from_json, AACApiError)
+    assert (from_text.status_code, from_text.aac_name, from_text.aac_message) == (status, None, words)
+    assert str(from_text) == f"AAC answered {status} to GET /v4/plans: {words}. {STATUS_HINTS[status]}"
+    assert "<" not in str(from_text)
+
+
+def test_plain_text_401_is_a_token_rejection_like_a_json_one() -> None:
+    call = ApiCall("GET", "/v4/people/current")
+    assert isinstance(answer(call, 401, body=b"Unauthorized"), ReplaceTokenThenRetry)
+    rejection = error_of(answer(call, 401, body=b"Unauthorized"))
+    assert str(rejection).startswith("AAC answered 401 to GET /v4/people/current: Unauthorized. AAC rejected")
+
+
+def test_plain_text_is_cut_short() -> None:
+    long = plain_text("word " * 100)
+    assert long is not None and len(long) == 300 and long.endswith("…")
+    assert plain_text("<html><body>  </body></html>") is None
 
 
 # --------------------------------------------------------------------------- paths

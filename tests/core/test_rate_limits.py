@@ -35,6 +35,18 @@ def test_reset_in_reads_every_unit(raw: str | None, expected: float | None) -> N
     assert result == (pytest.approx(expected) if expected is not None else None)
 
 
+def test_the_specs_own_example_reads_as_epoch_milliseconds() -> None:
+    """AAC's OpenAPI spec v2025.23.2: its table calls the user reset "epoch seconds" but its examples
+    (1631095033096, 1631096271696) are milliseconds, as is the workspace reset; both units read right."""
+    at = 1631096271696 / 1000 - 57
+    example = {"x-rate-limit-user-remaining": "0", "x-rate-limit-user-reset": "1631096271696"}
+    assert rate_limit_wait(example, lambda: at) == pytest.approx(57.0)
+    assert rate_limit_wait({**example, "x-rate-limit-user-reset": str(at + 57)}, lambda: at) == pytest.approx(
+        57
+    )
+    assert rate_limit_wait({**example, "x-retry-after": "57"}, lambda: at) == 57.0
+
+
 def test_exhausted_wait_takes_the_latest_dry_window() -> None:
     headers = {
         "X-Rate-Limit-User-Remaining": "0",

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.spec_summary import SPEC_COMPLETE
 
 SCRIPT = textwrap.dedent(
     """
@@ -68,7 +69,7 @@ def test_hook_in_metadata_db_mode_replaces_a_rejected_token_once(airflow_pg_home
     assert first["request_after_401"] == 200
     assert out["session_after_401"] == 200 and out["session_has_bearer"] == 200
     assert out["async_token_matches"] is True and out["async_request"] == 200
-    assert out["test_connection"] == [True, "Connected to AAC as sim@example.com."]
+    assert out["test_connection"] == [True, f"Connected to AAC as sim@example.com. {SPEC_COMPLETE}"]
     assert out["forced"] == {"refreshed": True, "mode": "metadata_db"}
     assert out["generations"] == [0, 2], "the session's 401 and one forced refresh, each stored"
     assert out["not_due"] is False

@@ -24,6 +24,7 @@ from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.spec_summary import SPEC_COMPLETE
 
 CONN = "aac_bad_input"
 ENV = "AIRFLOW_CONN_AAC_BAD_INPUT"
@@ -253,9 +254,9 @@ def api_calls(sim: AACSimulator) -> int:
 @pytest.mark.parametrize(
     ("status", "name", "hint_start"),
     [
-        (403, "ForbiddenException", "The token's user may not do this"),
-        (404, "NotFoundException", "No such object in this workspace"),
-        (400, "ValidationException", "AAC rejected the request as invalid"),
+        (403, "AccessControlException", "The token's user may not do this"),
+        (404, "DataNotFoundException", "No such object in this workspace"),
+        (400, "ValidationFailed", "AAC rejected the request as invalid"),
     ],
 )
 def test_4xx_carries_aacs_words_and_the_hint_without_retrying(
@@ -281,7 +282,46 @@ def test_4xx_carries_aacs_words_and_the_hint_without_retrying(
 def test_real_404_for_an_unknown_object(aac_simulator: AACSimulator, good: dict[str, Any]) -> None:
     with pytest.raises(AACNotFoundError) as info:
         AACHook(CONN).request("GET", "/v4/planSnapshotRuns/424242")
-    assert "NotFoundException: Plan run 424242 not found" in str(info.value)
+    assert "DataNotFoundException: Plan run 424242 not found" in str(info.value)
+
+
+GATEWAY_400 = (
+    "<html><head><title>400 Bad Request</title></head>"
+    "<body><center><h1>400 Bad Request</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@pytest.mark.parametrize("method", ["sync", "async"])
+def test_an_html_error_page_gives_the_same_clear_error_as_aacs_json(
+    aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps, method: str
+) -> None:
+    """A gateway in front of AAC may answer HTML: same class, same hint, the page's title as its words."""
+    hook = recording_hook(sleeps)
+
+    def fail() -> AACApiError:
+        with pytest.raises(AACApiError) as info:
+            if method == "sync":
+                hook.request("GET", "/v4/people/current")
+            else:
+                asyncio.run(hook.arequest("GET", "/v4/people/current"))
+        return info.value
+
+    aac_simulator.fail_api(400)
+    from_json = fail()
+    aac_simulator.fail_api(400, text=GATEWAY_400, content_type="text/html")
+    from_html = fail()
+
+    assert type(from_html) is type(from_json)
+    assert (from_html.status_code, from_html.aac_name, from_html.aac_message) == (
+        400,
+        None,
+        "400 Bad Request",
+    )
+    assert str(from_html).startswith(
+        "AAC answered 400 to GET /v4/people/current: 400 Bad Request. AAC rejected the request as invalid"
+    )
+    assert "<" not in str(from_html) and f"(AAC request id {from_html.request_id})" in str(from_html)
+    assert api_calls(aac_simulator) == 2 and sleeps.delays == []
 
 
 def test_401_on_a_connection_that_cannot_be_refreshed_spends_nothing(
@@ -312,6 +352,20 @@ def test_429_on_get_is_retried_honouring_x_retry_after(
     assert len(sleeps.delays) == 2 and all(d >= 3 for d in sleeps.delays)
 
 
+def test_429_waits_for_the_reset_aac_gives_in_epoch_milliseconds(
+    aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
+) -> None:
+    """With no x-retry-after, the wait is the window's reset, read as the milliseconds AAC sends."""
+    aac_simulator.runs.set_rate_limits(window=20.0, retry_after=False, runPlan=(1, 10))
+    hook = recording_hook(sleeps)
+    hook.request("POST", "/v4/plans/1/run", json={}, headers={"x-execution-id": "ms-1"})
+    with pytest.raises(AACApiError, match="AAC answered 429"):
+        hook.request("POST", "/v4/plans/1/run", json={}, headers={"x-execution-id": "ms-2"})
+
+    assert sleeps.delays and all(15 <= delay <= 25 for delay in sleeps.delays), sleeps.delays
+    assert aac_simulator.stats()["runs_started"] == 1
+
+
 def test_429_on_a_run_post_is_retried_and_starts_one_run(
     aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps
 ) -> None:
@@ -329,7 +383,7 @@ def test_429_that_does_not_stop_ends_with_the_rate_limit_hint(
     with pytest.raises(AACApiError) as info:
         recording_hook(sleeps).request("GET", "/v4/plans")
     message = str(info.value)
-    assert "AAC answered 429 to GET /v4/plans: RateLimitException" in message
+    assert "AAC answered 429 to GET /v4/plans: TooManyRequestsException" in message
     assert "about 30 runs per user and 60 per workspace" in message
     assert api_calls(aac_simulator) == 5 and len(sleeps.delays) == 4
 
@@ -404,7 +458,7 @@ def test_unreachable_aac_host(
 def test_async_404_and_retried_503(aac_simulator: AACSimulator, good: dict[str, Any], sleeps: Sleeps) -> None:
     hook = recording_hook(sleeps)
     aac_simulator.fail_api(404)
-    with pytest.raises(AACNotFoundError, match="NotFoundException"):
+    with pytest.raises(AACNotFoundError, match="DataNotFoundException"):
         asyncio.run(hook.arequest("GET", "/v4/people/current"))
     aac_simulator.fail_api(503, times=2)
     response = asyncio.run(hook.arequest("GET", "/v4/people/current"))
@@ -570,3 +624,39 @@ def test_writable_unreachable_token_endpoint(writable_results: Any) -> None:
     assert kind == "AACTransientError"
     assert "Cannot reach AAC's token endpoint" in message and "the refresh token was not spent" in message
     assert writable_results[0]["unreachable"]["delta"]["token_requests"] == 0
+
+
+# --------------------------------------------------------------------------- the Test button's spec check
+
+
+def test_the_test_button_checks_the_tenants_spec(aac_simulator: AACSimulator, good: dict[str, Any]) -> None:
+    assert AACHook(CONN).test_connection() == (True, f"Connected to AAC as sim@example.com. {SPEC_COMPLETE}")
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
+@pytest.mark.aac_simulator(without_operations=("runFlow",))
+def test_the_test_button_fails_on_a_spec_that_lacks_what_the_provider_needs(
+    aac_simulator: AACSimulator, good: dict[str, Any]
+) -> None:
+    ok, text = AACHook(CONN).test_connection()
+
+    assert not ok
+    assert text == (
+        "Connected to AAC as sim@example.com. AAC's API spec v2025.23.2 lacks what the provider needs: "
+        "POST /v4/flows/{id}/run (runFlow): POST /v4/flows/{id}/run is not in the spec. "
+        f"For the full check: airflow aac doctor {CONN}."
+    )
+
+
+def test_the_test_button_says_when_the_spec_cannot_be_read(
+    aac_simulator: AACSimulator, good: dict[str, Any]
+) -> None:
+    aac_simulator.fail_api(503, path_prefix="/v4/open-api-spec")
+
+    ok, text = AACHook(CONN).test_connection()
+
+    assert ok
+    assert text.endswith(
+        f"Its API spec could not be read (AAC answered 503). For the full check: airflow aac doctor {CONN}."
+    )
+    assert api_calls(aac_simulator) == 2, "one try at the spec, no retries"

@@ -110,7 +110,7 @@ def test_no_wait_returns_at_once(aac_conn: AACSimulator, kind: str) -> None:
     ti = FakeTI()
     run_id = RUNNERS[kind](wait_for_completion=False).execute(context_for(ti))
     assert ti.xcom["run_id"] == run_id
-    assert status_of(kind, run_id) in {"Created", "Pending"}
+    assert status_of(kind, run_id) == "Created"
 
 
 @pytest.mark.aac_simulator(run_duration=30)
@@ -452,7 +452,7 @@ def test_api_operator_response_check(aac_conn: AACSimulator) -> None:
     ok = AACApiOperator(
         task_id=_task_id(), endpoint="/v4/plans", response_check=lambda data: bool(data["data"])
     )
-    assert ok.execute(context_for())["count"] >= 1
+    assert len(ok.execute(context_for())["data"]) >= 1
     rejecting = AACApiOperator(task_id=_task_id(), endpoint="/v4/plans", response_check=lambda data: False)
     with pytest.raises(AACResponseCheckError, match="response_check rejected AAC's answer to GET /v4/plans"):
         rejecting.execute(context_for())

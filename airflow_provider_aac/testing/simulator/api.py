@@ -2,7 +2,9 @@
 
 Authorization is checked first, so a 401 never uses up a failure shot meant for a valid
 caller; then come injected failures, then the rate limits and delays of
-:class:`RunsAndLineage`, then the route itself.
+:class:`RunsAndLineage`, then the route itself. Answers follow the package's transcription
+of AAC's OpenAPI spec (``openapi/aac-v4-subset.json``), which is served at
+``GET /v4/open-api-spec`` less any operation the simulator was started without.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aac.testing.simulator.counters import Counters
 from airflow_provider_aac.testing.simulator.faults import FaultSchedule, Shot
 from airflow_provider_aac.testing.simulator.listing_filters import filtered
+from airflow_provider_aac.testing.simulator.openapi import SpecDocument
 from airflow_provider_aac.testing.simulator.run_book import DefinitionKind, ExecutionKey, RunBook
 from airflow_provider_aac.testing.simulator.run_flow_request import (
     run_async_flag,
@@ -60,8 +63,10 @@ class V4Api:
         counters: Counters,
         book: RunBook,
         lineage: RunsAndLineage,
+        spec: SpecDocument,
     ) -> None:
         self._authority = authority
+        self._spec = spec
         self._faults = faults
         self._counters = counters
         self._book = book
@@ -81,8 +86,9 @@ class V4Api:
             ("POST", r"/v4/flows/(?P<id>\d+)/run", self._run_flow),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)", self._get_flow_run),
             ("GET", r"/v4/flowRuns/(?P<id>\d+)/status", self._flow_run_status),
+            ("GET", r"/v4/open-api-spec", self._open_api_spec),
         ]
-        self._routes: list[Route] = compile_routes(table) + lineage.routes()
+        self._routes: list[Route] = spec.served(compile_routes(table) + lineage.routes())
 
     def handle(self, request: Request) -> Response:
         self._counters.count("api_calls")
@@ -92,6 +98,8 @@ class V4Api:
             raise ApiError(401, reason)
         self._counters.count("api_authorized")
         failure = self._faults.api_failures.take(request)
+        if failure is not None and failure.text is not None:
+            return Response(failure.status, failure.text.encode(), {"Content-Type": failure.content_type})
         if failure is not None:
             raise self._failure(failure)
         limit_headers = self._lineage.before_route(request)
@@ -107,7 +115,7 @@ class V4Api:
             headers = {
                 "x-rate-limit-user-limit": "30",
                 "x-rate-limit-user-remaining": "0",
-                "x-rate-limit-user-reset": str(math.ceil(time.time() + window)),
+                "x-rate-limit-user-reset": str(math.ceil((time.time() + window) * 1000)),
             }
             if shot.retry_after is not None:
                 headers["x-retry-after"] = str(number(shot.retry_after))
@@ -119,6 +127,9 @@ class V4Api:
 
     def _current_person(self, request: Request, match: re.Match[str]) -> Response:
         return json_response(200, CURRENT_PERSON)
+
+    def _open_api_spec(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, self._spec.document)
 
     def _list_plans(self, request: Request, match: re.Match[str]) -> Response:
         return self._listing("plan", request)
@@ -207,7 +218,7 @@ class V4Api:
         with self._book.lock:
             group = find(self._book.job_groups, path_id(match), "Job group")
             self._book.cancel(group.progress)
-            return json_response(200, group.view())
+            return json_response(200, group.cancel_view())
 
     # ----------------------------------------------------------------- flows
 

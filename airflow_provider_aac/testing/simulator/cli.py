@@ -47,6 +47,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--run-duration", type=float, default=2.0, help="seconds a run takes to finish")
     parser.add_argument("--client-id", default="aac-sim-client")
+    parser.add_argument(
+        "--without-operation",
+        action="append",
+        default=[],
+        metavar="OPERATION_ID",
+        help="leave this AAC operation (e.g. runFlow) out of the routes and the served spec; repeatable",
+    )
     parser.add_argument("--pair-file", help="write a freshly minted token pair here as JSON (mode 0600)")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     parser.add_argument("--verbose", action="store_true", help="log each request (method, path, status)")
@@ -81,12 +88,8 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    if args.verbose:
-        _enable_request_logging()
-    stop = _stop_on_signals()
-    simulator = AACSimulator(
+def _simulator(args: argparse.Namespace) -> AACSimulator:
+    return AACSimulator(
         host=args.host,
         port=args.port,
         access_ttl=args.access_ttl,
@@ -96,7 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         reuse_grace=args.reuse_grace,
         run_duration=args.run_duration,
         client_id=args.client_id,
+        without_operations=args.without_operation,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.verbose:
+        _enable_request_logging()
+    stop = _stop_on_signals()
+    try:
+        simulator = _simulator(args)
+    except ValueError as err:
+        print(f"python -m airflow_provider_aac.testing.simulator: {err}", file=sys.stderr, flush=True)
+        return 2
     with simulator:
         if args.pair_file:
             pair = {

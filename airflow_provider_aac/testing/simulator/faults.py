@@ -20,6 +20,8 @@ class Shot:
     body: dict[str, Any] | None = None
     path_prefix: str = ""
     method: str | None = None
+    text: str | None = None  # a non-JSON body (a plain-text 401, a gateway's HTML page)
+    content_type: str = "text/plain"
 
     def matches(self, request: Request) -> bool:
         method_ok = self.method is None or self.method.upper() == request.method

@@ -3,6 +3,10 @@
 A run's status is a pure function of the time since it was created. Deriving it from the
 clock, instead of advancing it in a background thread, keeps the simulator free of timers
 and makes every poll consistent with wall time.
+
+Statuses are those of AAC's OpenAPI spec v2025.23.2: plan snapshot runs, job groups and
+jobs go ``Created``, ``InProgress``, then ``Complete``, ``Failed`` or ``Canceled``; a flow
+run's status (``FlowRunStatus``) has no ``InProgress``, so a running flow run is ``Created``.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ class Progress:
     def _timeline(self) -> list[tuple[float, str]]:
         steps = [
             (0.0, "Created"),
-            (0.10 * self.duration, "Pending"),
             (0.25 * self.duration, "InProgress"),
             (self.duration, self.outcome),
         ]
@@ -89,9 +92,11 @@ class Progress:
             "status": status,
             "createdAt": iso(self.created_wall),
             "updatedAt": iso(self.created_wall + last_offset),
-            "startedAt": None if started is None else iso(self.created_wall + started),
-            "finishedAt": iso(self.created_wall + last_offset) if status in TERMINAL else None,
         }
+        if started is not None:
+            fields["startedAt"] = iso(self.created_wall + started)
+        if status in TERMINAL:
+            fields["finishedAt"] = iso(self.created_wall + last_offset)
         if status == "Failed":
             fields["errorMessage"] = self.failure_message
         return fields
@@ -120,6 +125,10 @@ class JobGroup:
     def job_views(self) -> list[dict[str, Any]]:
         return [{"id": self.job_id, "status": self.progress.status(), "jobType": "wrangle"}]
 
+    def cancel_view(self) -> dict[str, Any]:
+        """AAC's ``JobGroupCancelInformation``: ``jobgroupId`` is required."""
+        return {"jobgroupId": self.id, "jobIds": [self.job_id]}
+
     def output_views(self) -> list[dict[str, Any]]:
         return [{"id": self.output_id, "execution": "photon", "profiler": False, "outputObjectType": "file"}]
 
@@ -131,19 +140,20 @@ class JobGroup:
             **self.progress.fields(),
         }
         if self.flow_run_id is not None:
-            view["flowRun"] = {"id": self.flow_run_id}
+            view["flowrun"] = {"id": self.flow_run_id}
         if embed_jobs:
             view["jobs"] = {"data": self.job_views()}
         return view
 
 
 def combined_status(statuses: Sequence[str]) -> str:
-    """A flow run's status from its job groups': running until all are done, then the worst."""
+    """A flow run's status from its job groups': ``Created`` until all are done, then the worst.
+
+    AAC's ``FlowRunStatus`` enum is ``Complete``, ``Canceled``, ``Created``, ``Failed``.
+    """
     if all(status in TERMINAL for status in statuses):
         return next((s for s in ("Failed", "Canceled") if s in statuses), "Complete")
-    if any(status == "InProgress" or status in TERMINAL for status in statuses):
-        return "InProgress"
-    return "Pending" if "Pending" in statuses else "Created"
+    return "Created"
 
 
 @dataclass

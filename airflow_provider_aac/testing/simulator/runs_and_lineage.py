@@ -5,10 +5,11 @@ The simulator owns one :class:`RunsAndLineage` as ``simulator.runs``; its ``/v4`
 delays), when a run starts (the start log tests count runs by), and to serve the lineage
 endpoints, which read the simulator's run book.
 
-Shapes follow AAC's API reference where it names them: a job group's inputs are the
-JDBC tables it read (AAC answers 400 ``DataServiceInvalidRequest`` "Only Jdbc sources
-have connect String" when an input is a file, as observed live), its outputs the files
-and tables it wrote. Which field names a plan run uses for its flow runs is not
+Shapes follow AAC's OpenAPI spec v2025.23.2 (``JobGroupInputs``, a list of datasets by
+``name`` with their ``inputs``; ``JobFilesAndTablesOutputListResponse``, ``files`` and
+``tables``): a job group's inputs are the JDBC tables it read (AAC answers 400
+``DataServiceInvalidRequest`` "Only Jdbc sources have connect String" when an input is a
+file, as observed live), its outputs the files and tables it wrote. Which field names a plan run uses for its flow runs is not
 documented; the simulator embeds them as ``flowRuns`` on request (``?embed=flowRuns``).
 """
 
@@ -97,18 +98,20 @@ class _Datasets:
 
 
 def jdbc_table(
-    schema: str, table: str, *, connect: str = WAREHOUSE, vendor: str = "postgres"
+    schema: str, table: str, *, connect: str = WAREHOUSE, vendor: str = "postgres", action: str = "create"
 ) -> dict[str, Any]:
-    """A table as AAC describes a JDBC source or target."""
+    """A table as AAC describes a JDBC source or target (``IoTableResponse``; ``action`` is required)."""
     return {
         "vendor": vendor,
         "databaseConnectString": connect,
         "relationalPath": [schema],
         "table": table,
+        "action": action,
     }
 
 
-def result_file(path: str, *, file_type: str = "CSV", primary: bool = True) -> dict[str, Any]:
+def result_file(path: str, *, file_type: str = "FILE", primary: bool = True) -> dict[str, Any]:
+    """A file as AAC describes an output (``OutputIoFileResponse``; ``fileType`` is FILE or DIRECTORY)."""
     return {"uri": f"{RESULTS_BUCKET}/{path}", "fileType": file_type, "isPrimaryOutput": primary}
 
 
@@ -116,7 +119,7 @@ def _default_datasets(dataset_id: int) -> _Datasets:
     return _Datasets(
         inputs=[
             {
-                **jdbc_table("public", f"source_{dataset_id}"),
+                **jdbc_table("public", f"source_{dataset_id}", action="read"),
                 "query": [f"SELECT * FROM public.source_{dataset_id}"],
             }
         ],
@@ -293,7 +296,10 @@ class RunsAndLineage:
             for scope, window, allowed in windows:
                 headers[f"x-rate-limit-{scope}-limit"] = str(allowed)
                 headers[f"x-rate-limit-{scope}-remaining"] = str(max(0, allowed - window.used))
-                headers[f"x-rate-limit-{scope}-reset"] = str(number(_ms_up(window.started + self._window)))
+                # epoch milliseconds, as in the examples of AAC's OpenAPI spec v2025.23.2
+                headers[f"x-rate-limit-{scope}-reset"] = str(
+                    math.ceil((window.started + self._window) * 1000)
+                )
         if not refused:
             return headers
         wait = max(window.started + self._window for _, window in refused) - now
@@ -334,7 +340,7 @@ class RunsAndLineage:
                 }
             }
             return json_response(400, body)
-        return json_response(200, {"data": inputs})
+        return json_response(200, {"data": [{"name": f"Recipe {group.dataset_id}", "inputs": inputs}]})
 
     def _job_group_outputs(self, request: Request, match: re.Match[str]) -> Response:
         with self._book.lock:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -27,12 +27,13 @@ from airflow_provider_aac.testing.simulator.admin import AdminApi
 from airflow_provider_aac.testing.simulator.api import V4Api
 from airflow_provider_aac.testing.simulator.counters import STAT_KEYS, Counters
 from airflow_provider_aac.testing.simulator.faults import FaultSchedule, Shot
+from airflow_provider_aac.testing.simulator.openapi import SpecDocument
 from airflow_provider_aac.testing.simulator.run_book import RunBook
 from airflow_provider_aac.testing.simulator.runs_and_lineage import RunsAndLineage
 from airflow_provider_aac.testing.simulator.server import ServerThread
 from airflow_provider_aac.testing.simulator.token_endpoint import TOKEN_PATH, TokenEndpoint
 from airflow_provider_aac.testing.simulator.tokens import TokenAuthority
-from airflow_provider_aac.testing.simulator.wire import ApiError, Request, Response
+from airflow_provider_aac.testing.simulator.wire import ROUTE_NOT_FOUND, ApiError, Request, Response
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class AACSimulator:
         run_duration: float = 2.0,
         client_id: str = "aac-sim-client",
         clock: Callable[[], float] = time.time,
+        without_operations: Iterable[str] = (),
     ) -> None:
         """``clock`` drives token lifetimes and rate-limit windows (a benchmark can compress a month).
 
@@ -72,6 +74,9 @@ class AACSimulator:
         from "Generate", None for none) is the absolute cap no deadline passes, and
         ``reuse_grace`` (seconds, 0 for off) forgives presenting the immediately preceding
         refresh token again with the answer it already got.
+
+        ``without_operations`` (AAC operation ids such as ``"runFlow"``) are left out of the
+        routes and of the spec served at ``GET /v4/open-api-spec``: a tenant whose API drifted.
         """
         if refresh_deadline not in ("fixed", "sliding"):
             raise ValueError("refresh_deadline must be 'fixed' or 'sliding'")
@@ -108,6 +113,7 @@ class AACSimulator:
             counters=self._counters,
             book=self._book,
             lineage=self.runs,
+            spec=SpecDocument(without_operations),
         )
         self._admin = AdminApi(
             stats=self.stats, reset_stats=self.reset_stats, mint_pair=self.mint_pair, disable=self.disable
@@ -243,13 +249,25 @@ class AACSimulator:
         path_prefix: str = "/v4/",
         method: str | None = None,
         retry_after: float | None = None,
+        text: str | None = None,
+        content_type: str = "text/plain",
     ) -> None:
         """Fail the next `times` authorized /v4 requests matching `path_prefix` (and `method`).
 
         Authorization is checked first, so a 401 never uses up a shot meant for a valid caller.
         A 429 carries AAC's rate-limit headers; `x-retry-after` only when `retry_after` is given.
+        `text` answers that body as `content_type` instead of AAC's JSON error body, as a
+        gateway in front of AAC may (an HTML 400 or 502 page).
         """
-        shot = Shot(times, status=status, retry_after=retry_after, path_prefix=path_prefix, method=method)
+        shot = Shot(
+            times,
+            status=status,
+            retry_after=retry_after,
+            path_prefix=path_prefix,
+            method=method,
+            text=text,
+            content_type=content_type,
+        )
         self._faults.api_failures.add(shot)
 
     def slow_token_endpoint(self, delay: float, *, times: int = 1) -> None:
@@ -346,4 +364,4 @@ class AACSimulator:
             return self._admin.handle(request)
         if request.path.startswith("/v4/"):
             return self._api.handle(request)
-        raise ApiError(404, f"No such path: {request.path}")
+        raise ApiError(404, f"No such path: {request.path}", name=ROUTE_NOT_FOUND)

@@ -13,22 +13,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-DEFAULT_PAGE_LIMIT = 25
+DEFAULT_PAGE_LIMIT = 25  # AAC's OpenAPI spec v2025.23.2: "usually 25 by default"
+# AAC's error names: ValidationFailed (400) and TooManyRequestsException (429) are the
+# examples of AAC's OpenAPI spec v2025.23.2; AccessControlException (403),
+# RouteNotFoundException and DataNotFoundException (404), GoneException (410) and the
+# plain-text 401 were seen by live third-party probes. The others are the simulator's own.
 EXCEPTION_NAMES = {
-    400: "ValidationException",
-    401: "UnauthorizedException",
-    403: "ForbiddenException",
-    404: "NotFoundException",
+    400: "ValidationFailed",
+    403: "AccessControlException",
+    404: "DataNotFoundException",
     405: "MethodNotAllowedException",
     410: "GoneException",
     411: "LengthRequiredException",
     413: "PayloadTooLargeException",
     415: "UnsupportedMediaTypeException",
-    429: "RateLimitException",
+    429: "TooManyRequestsException",
     500: "InternalServerErrorException",
     502: "BadGatewayException",
     503: "ServiceUnavailableException",
 }
+ROUTE_NOT_FOUND = "RouteNotFoundException"
+UNAUTHORIZED_BODY = b"Unauthorized"  # AAC answers a 401 in plain text (live probes)
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,25 @@ class ApiError(Exception):
     """Raised anywhere under /v4 (or /_sim) to answer with AAC's error body."""
 
     def __init__(
-        self, status: int, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.name = name or EXCEPTION_NAMES.get(status, "Exception")
 
     def response(self) -> Response:
-        name = EXCEPTION_NAMES.get(self.status, "Exception")
-        body = {"exception": {"name": name, "message": self.message, "details": self.details}}
+        if self.status == 401:
+            return Response(401, UNAUTHORIZED_BODY, {"Content-Type": "text/plain", **self.headers})
+        body = {"exception": {"name": self.name, "message": self.message, "details": self.details}}
         return json_response(self.status, body, self.headers)
 
 
@@ -92,7 +105,7 @@ def route(request: Request, routes: Sequence[Route]) -> Response:
         path_known = True
     if path_known:
         raise ApiError(405, f"{request.method} is not allowed on {request.path}")
-    raise ApiError(404, f"No such path: {request.path}")
+    raise ApiError(404, f"No such path: {request.path}", name=ROUTE_NOT_FOUND)
 
 
 # --------------------------------------------------------------------------- values on the wire
@@ -125,9 +138,13 @@ def _query_int(query: dict[str, list[str]], name: str, default: int) -> int:
 
 
 def page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
+    """A listing as AAC pages it: ``limit`` (default 25), ``offset``, a ``count`` only with ``includeCount=true``."""
     limit = _query_int(query, "limit", DEFAULT_PAGE_LIMIT)
     offset = _query_int(query, "offset", 0)
-    return {"data": items[offset : offset + limit], "count": len(items)}
+    listing: dict[str, Any] = {"data": items[offset : offset + limit]}
+    if query.get("includeCount", ["false"])[0].strip().lower() == "true":
+        listing["count"] = len(items)
+    return listing
 
 
 def json_body(request: Request, *, required: bool) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ def test_job_group_request_is_validated(
 ) -> None:
     response = api(aac_simulator, "POST", "/v4/jobGroups", aac_token_pair["access_token"], json=body)
 
-    assert (response.status_code, exception_name(response)) == (400, "ValidationException")
+    assert (response.status_code, exception_name(response)) == (400, "ValidationFailed")
     assert aac_simulator.stats()["runs_started"] == 0
 
 
@@ -50,7 +50,8 @@ def test_unknown_ids_answer_404_with_the_aac_error_body(
     response = api(aac_simulator, method, path, aac_token_pair["access_token"], json=body)
 
     assert response.status_code == 404
-    assert exception_name(response) == "NotFoundException"
+    expected = "RouteNotFoundException" if path.startswith("/v4/no/") else "DataNotFoundException"
+    assert exception_name(response) == expected
     assert response.json()["exception"]["message"]
     assert response.headers["x-trifacta-request-id"]
 
@@ -60,7 +61,7 @@ def test_listings_are_paged(aac_simulator: AACSimulator, aac_token_pair: dict[st
     for plan_id in range(3, 31):
         aac_simulator.add_plan(plan_id)
 
-    default = api(aac_simulator, "GET", "/v4/plans", token).json()
+    default = api(aac_simulator, "GET", "/v4/plans", token, params={"includeCount": "true"}).json()
     tail = api(aac_simulator, "GET", "/v4/plans", token, params={"limit": 10, "offset": 25}).json()
     flows = api(aac_simulator, "GET", "/v4/flows", token).json()
     bad = api(aac_simulator, "GET", "/v4/plans", token, params={"limit": "-1"})
@@ -69,4 +70,5 @@ def test_listings_are_paged(aac_simulator: AACSimulator, aac_token_pair: dict[st
     assert default["data"][0] == {**default["data"][0], "id": 1, "name": "Daily sales"}
     assert [plan["id"] for plan in tail["data"]] == [26, 27, 28, 29, 30]
     assert [flow["id"] for flow in flows["data"]] == [10, 11]
-    assert (bad.status_code, exception_name(bad)) == (400, "ValidationException")
+    assert (bad.status_code, exception_name(bad)) == (400, "ValidationFailed")
+    assert "count" not in tail

@@ -74,3 +74,31 @@ def test_cli_takes_pingones_grace_period(tmp_path: Path) -> None:
     same = answers[0].json() == answers[1].json()
     assert same
     assert (stats["grace_replays"], stats["reuses"]) == (1, 0)
+
+
+def test_cli_serves_without_the_operations_named(tmp_path: Path) -> None:
+    ready_file, pair_file = tmp_path / "ready", tmp_path / "pair.json"
+    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--without-operation"]
+    command += ["runFlow", "--ready-file", str(ready_file), "--pair-file", str(pair_file)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base_url = wait_for(lambda: ready_file.read_text() if ready_file.exists() else None, timeout=20)
+        headers = {"Authorization": f"Bearer {json.loads(pair_file.read_text())['access_token']}"}
+        run = requests.post(base_url + "/v4/flows/10/run", json={}, headers=headers, timeout=TIMEOUT)
+        spec = requests.get(base_url + "/v4/open-api-spec", headers=headers, timeout=TIMEOUT).json()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    refused = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--without-operation", "runFlowz"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert (run.status_code, run.json()["exception"]["name"]) == (404, "RouteNotFoundException")
+    assert "/v4/flows/{id}/run" not in spec["paths"] and "/v4/flows" in spec["paths"]
+    assert refused.returncode == 2 and "unknown operations ['runFlowz']" in refused.stderr

@@ -40,7 +40,7 @@ def test_aacs_documented_limits_are_the_default(
     assert answer.headers["x-rate-limit-user-remaining"] == "19"
     assert answer.headers["x-rate-limit-workspace-limit"] == "40"
     assert answer.headers["x-rate-limit-workspace-remaining"] == "39"
-    assert float(answer.headers["x-rate-limit-user-reset"]) == pytest.approx(time.time() + 60, abs=5)
+    assert float(answer.headers["x-rate-limit-user-reset"]) / 1000 == pytest.approx(time.time() + 60, abs=5)
     other = api(aac_simulator, "GET", "/v4/people/current", aac_token_pair["access_token"])
     assert "x-rate-limit-user-remaining" not in other.headers
 
@@ -54,12 +54,13 @@ def test_user_limit_refuses_with_aacs_headers_and_starts_nothing(
 
     assert [a.status_code for a in answers] == [201, 201, 201, 429]
     refused = answers[-1]
-    assert exception_name(refused) == "RateLimitException"
+    assert exception_name(refused) == "TooManyRequestsException"
     assert refused.headers["x-rate-limit-user-remaining"] == "0"
     assert refused.headers["x-rate-limit-workspace-remaining"] == "7"
     wait = float(refused.headers["x-retry-after"])
     assert 0 < wait <= 1.0
-    assert float(refused.headers["x-rate-limit-user-reset"]) == pytest.approx(time.time() + wait, abs=0.2)
+    reset = float(refused.headers["x-rate-limit-user-reset"]) / 1000  # epoch milliseconds
+    assert reset == pytest.approx(time.time() + wait, abs=0.2)
     assert aac_simulator.stats()["runs_started"] == 3
     assert aac_simulator.stats()["rate_limited"] == 1
     # Another endpoint has its own budget.
@@ -79,7 +80,8 @@ def test_429_without_retry_after_still_says_when_the_window_resets(
     refused = _run(aac_simulator, token, "/v4/flows/10/run")
     assert refused.status_code == 429 and "x-retry-after" not in refused.headers
     assert refused.headers["x-rate-limit-user-remaining"] == "0"
-    assert float(refused.headers["x-rate-limit-user-reset"]) == pytest.approx(time.time() + 20, abs=1)
+    reset = float(refused.headers["x-rate-limit-user-reset"]) / 1000  # epoch milliseconds
+    assert reset == pytest.approx(time.time() + 20, abs=1)
 
 
 def test_workspace_limit_binds_across_users(
@@ -152,7 +154,7 @@ def test_job_group_inputs_and_outputs(aac_simulator: AACSimulator, aac_token_pai
         ],
         files=[
             result_file("daily/orders.csv"),
-            result_file("daily/orders.json", file_type="JSON", primary=False),
+            result_file("daily/parts", file_type="DIRECTORY", primary=False),
         ],
         tables=[{**jdbc_table("reporting", "orders_clean"), "action": "Create"}],
     )
@@ -161,17 +163,19 @@ def test_job_group_inputs_and_outputs(aac_simulator: AACSimulator, aac_token_pai
     inputs = api(aac_simulator, "GET", f"/v4/jobGroups/{group}/inputs", token).json()
     outputs = api(aac_simulator, "GET", f"/v4/jobGroups/{group}/outputs", token).json()
 
-    assert [(i["vendor"], i["relationalPath"], i["table"]) for i in inputs["data"]] == [
+    assert [dataset["name"] for dataset in inputs["data"]] == ["Recipe 100"]
+    read = inputs["data"][0]["inputs"]
+    assert [(i["vendor"], i["relationalPath"], i["table"]) for i in read] == [
         ("postgres", ["sales"], "orders"),
         ("snowflake", ["sales"], "customers"),
     ]
-    assert inputs["data"][0]["databaseConnectString"] == "//warehouse.sim.example:5432/analytics"
+    assert read[0]["databaseConnectString"] == "//warehouse.sim.example:5432/analytics"
     assert [(f["uri"], f["fileType"], f["isPrimaryOutput"]) for f in outputs["files"]] == [
-        ("s3://aac-sim-results/daily/orders.csv", "CSV", True),
-        ("s3://aac-sim-results/daily/orders.json", "JSON", False),
+        ("s3://aac-sim-results/daily/orders.csv", "FILE", True),
+        ("s3://aac-sim-results/daily/parts", "DIRECTORY", False),
     ]
     assert outputs["tables"][0]["table"] == "orders_clean" and outputs["tables"][0]["action"] == "Create"
-    assert len(outputs["data"]) == outputs["count"] == 1  # the output objects, as before
+    assert len(outputs["data"]) == 1 and "count" not in outputs  # the output objects, as before
 
 
 def test_default_datasets_and_file_inputs(
@@ -180,7 +184,9 @@ def test_default_datasets_and_file_inputs(
     token = aac_token_pair["access_token"]
     group = _run(aac_simulator, token, "/v4/jobGroups", json={"wrangledDataset": {"id": 101}}).json()["id"]
     assert (
-        api(aac_simulator, "GET", f"/v4/jobGroups/{group}/inputs", token).json()["data"][0]["table"]
+        api(aac_simulator, "GET", f"/v4/jobGroups/{group}/inputs", token).json()["data"][0]["inputs"][0][
+            "table"
+        ]
         == "source_101"
     )
     assert api(aac_simulator, "GET", f"/v4/jobGroups/{group}/outputs", token).json()["files"] == [
@@ -202,9 +208,10 @@ def test_default_datasets_and_file_inputs(
 def test_flow_run_job_groups(aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]) -> None:
     token = aac_token_pair["access_token"]
     started = _run(aac_simulator, token, "/v4/flows/10/run").json()
-    listed = api(aac_simulator, "GET", f"/v4/flowRuns/{started['flowRunId']}/jobGroups", token).json()
+    path = f"/v4/flowRuns/{started['flowRunId']}/jobGroups"
+    listed = api(aac_simulator, "GET", path, token, params={"includeCount": "true"}).json()
     assert [g["id"] for g in listed["data"]] == [g["id"] for g in started["data"]] and listed["count"] == 1
-    assert listed["data"][0]["flowRun"] == {"id": started["flowRunId"]}
+    assert listed["data"][0]["flowrun"] == {"id": started["flowRunId"]}
     assert listed["data"][0]["wrangledDataset"] == {"id": 10001}
     assert api(aac_simulator, "GET", "/v4/flowRuns/999/jobGroups", token).status_code == 404
 
