@@ -6,9 +6,15 @@ doctor`` checks it against the spec a tenant serves at ``GET /v4/open-api-spec``
 change to what the provider sends or reads belongs here too, or neither check sees it.
 
 ``reads`` are the answer's fields the provider cannot do without; ``optional_reads`` it
-uses when present (a failure message, lineage's workspace id) and which the vendor's
-spec does not list, so their absence from a tenant's spec is a note, not a failure.
-Dotted names go into objects, ``[]`` into array items (``data[].id``).
+uses when present (a failure message, lineage's workspace id, a cancel's
+``failedToCancelSomeJobs``), or which the vendor's spec does not list although the provider
+needs them: a wrangled dataset's ``name`` for ``wrangled_dataset_name=`` (schema
+wrangledDataset has none; a tenant that sends none makes the lookup fail with a clear
+error). Their absence from a tenant's spec is a note, not a failure. Dotted names go into
+objects, ``[]`` into array items (``data[].id``).
+
+Read on every answer but declared by no operation (the spec's overview describes it):
+``REQUEST_ID_HEADER`` (``x-trifacta-request-id``), which error messages quote.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ RATE_LIMIT_HEADERS = (
     "x-rate-limit-workspace-remaining",
     "x-rate-limit-workspace-reset",
 )
+# runs.failure_message: the fields a run's detail may carry AAC's words about a failure in.
+FAILURE_MESSAGE_FIELDS = ("errorMessage", "failureMessage", "message", "error", "exception.message")
+# lineage.table_ref / file_ref: a table's or a file's identity in inputs and outputs.
+TABLE_FIELDS = ("table", "vendor", "databaseConnectString", "relationalPath")
+FILE_FIELDS = ("uri", "path")
+NAME_LOOKUP_QUERY = ("filter", "filterFields", "filterType", "limit")
 TERMINAL_STATUSES = tuple(sorted(status.value for status in SUCCESS_STATUSES | FAILURE_STATUSES))
 
 
@@ -64,8 +76,8 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "listPlans",
         "GET",
         "/v4/plans",
-        "plan_name= lookups (exact filter on the name)",
-        query=("limit", "offset", "filter", "filterFields", "filterType"),
+        "run_targets.py plan_name= (exact filter on the name, every owner's plans)",
+        query=(*NAME_LOOKUP_QUERY, "ownershipFilter"),
         reads=("data[].id", "data[].name"),
     ),
     ReliedOn(
@@ -84,29 +96,45 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "getPlanSnapshotRun",
         "GET",
         "/v4/planSnapshotRuns/{id}",
-        "runs.py (status), lineage.py",
+        "runs.py (status, failure message), lineage.py (embed=flowRuns)",
         query=("embed",),
         reads=("status",),
-        optional_reads=("errorMessage", "flowRuns"),
+        optional_reads=(*FAILURE_MESSAGE_FIELDS, "flowRuns", "jobGroups"),
         status_field="status",
         statuses=TERMINAL_STATUSES,
     ),
-    ReliedOn("cancelPlanSnapshotRun", "POST", "/v4/planSnapshotRuns/{id}/cancel", "runs.py (cancel)"),
+    ReliedOn(
+        "cancelPlanSnapshotRun",
+        "POST",
+        "/v4/planSnapshotRuns/{id}/cancel",
+        "runs.py (cancel; MissingFlowReferences)",
+        optional_reads=("failedToCancelSomeJobs",),
+    ),
     ReliedOn(
         "listFlows",
         "GET",
         "/v4/flows",
-        "flow_name= lookups (exact filter on the name)",
-        query=("limit", "offset", "filter", "filterFields", "filterType"),
+        "run_targets.py flow_name= (exact filter on the name, every owner's flows)",
+        query=(*NAME_LOOKUP_QUERY, "flowsFilter"),
         reads=("data[].id", "data[].name"),
+    ),
+    ReliedOn(
+        "listWrangledDatasets",
+        "GET",
+        "/v4/wrangledDatasets",
+        "run_targets.py wrangled_dataset_name= (exact filter on the name)",
+        query=NAME_LOOKUP_QUERY,
+        reads=("data[].id",),
+        optional_reads=("data[].name",),  # needed, but schema wrangledDataset lists no name
     ),
     ReliedOn(
         "runFlow",
         "POST",
         "/v4/flows/{id}/run",
         "operators/aac.py AACRunFlowOperator",
+        query=("runAsync",),
         headers=("x-execution-id",),
-        body=("runParameters",),
+        body=("runParameters", "wrangledDatasetIds", "overrides", "sparkOptions"),
         reads=("flowRunId", "data[].id"),
         response_headers=RATE_LIMIT_HEADERS,
     ),
@@ -114,9 +142,8 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "getFlowRun",
         "GET",
         "/v4/flowRuns/{id}",
-        "runs.py (failure message, cancel)",
-        query=("embed",),
-        optional_reads=("errorMessage", "jobGroups"),
+        "runs.py (failure message)",
+        optional_reads=FAILURE_MESSAGE_FIELDS,
     ),
     ReliedOn(
         "getFlowRunStatus",
@@ -130,7 +157,7 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "getFlowRunJobGroups",
         "GET",
         "/v4/flowRuns/{id}/jobGroups",
-        "lineage.py",
+        "operators/aac.py AACRunFlowOperator (runAsync), runs.py (cancel), lineage.py",
         reads=("data[].id",),
     ),
     ReliedOn(
@@ -148,10 +175,7 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "GET",
         "/v4/jobGroups/{id}",
         "runs.py (failure message)",
-        reads=("status",),
-        optional_reads=("errorMessage",),
-        status_field="status",
-        statuses=TERMINAL_STATUSES,
+        optional_reads=FAILURE_MESSAGE_FIELDS,
     ),
     ReliedOn(
         "getJobGroupStatus",
@@ -168,6 +192,7 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "/v4/jobGroups/{id}/inputs",
         "lineage.py",
         reads=("data[].inputs",),
+        optional_reads=tuple(f"data[].inputs[].{name}" for name in (*TABLE_FIELDS, *FILE_FIELDS)),
     ),
     ReliedOn(
         "getJobGroupOutputs",
@@ -175,8 +200,9 @@ RELIED_ON: tuple[ReliedOn, ...] = (
         "/v4/jobGroups/{id}/outputs",
         "lineage.py",
         reads=("files[].uri", "tables[].table", "tables[].databaseConnectString"),
+        optional_reads=("files[].path", "tables[].vendor", "tables[].relationalPath"),
     ),
-    ReliedOn("getOpenApiSpec", "GET", OPEN_API_SPEC_PATH, "cli doctor"),
+    ReliedOn("getOpenApiSpec", "GET", OPEN_API_SPEC_PATH, "cli doctor, hooks/aac.py test_connection"),
 )
 
 

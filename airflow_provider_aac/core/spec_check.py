@@ -187,9 +187,16 @@ def check_operation(document: Mapping[str, Any], entry: ReliedOn) -> OperationRe
             missing(Finding(MISSING, f"answer field {dotted!r}"))
         elif not located[1]:
             missing(Finding(NOTE, f"answer field {dotted!r} is optional in this spec"))
-    for dotted in entry.optional_reads:
-        if resolver.field(schema, dotted) is None:
-            missing(Finding(NOTE, f"answer field {dotted!r} (read when present) is not in this spec"))
+    absent = [dotted for dotted in entry.optional_reads if resolver.field(schema, dotted) is None]
+    if absent:
+        fields = ", ".join(repr(dotted) for dotted in absent)
+        verb = "is" if len(absent) == 1 else "are"
+        missing(
+            Finding(
+                NOTE,
+                f"answer field{'s' * (len(absent) > 1)} {fields} (read when present) {verb} not in this spec",
+            )
+        )
     if entry.status_field is not None:
         _check_statuses(resolver, schema, entry, report)
     return report

@@ -49,7 +49,8 @@ def test_doctor_passes_against_the_full_simulator_in_both_entry_points(airflow_p
 
 def test_doctor_names_what_a_drifted_tenant_lacks(airflow_pg_home: AirflowHome) -> None:
     conn_id = "aac_cli_doctor_drift"
-    with AACSimulator(without_operations=("runFlow", "getJobGroupStatus")) as sim:
+    removed = ("runFlow", "getJobGroupStatus", "listWrangledDatasets")
+    with AACSimulator(without_operations=removed) as sim:
         airflow_pg_home.add_aac_connection(conn_id, sim)
         text = aac(airflow_pg_home, "doctor", conn_id)
         as_json = aac(airflow_pg_home, "doctor", conn_id, "--json")
@@ -58,11 +59,16 @@ def test_doctor_names_what_a_drifted_tenant_lacks(airflow_pg_home: AirflowHome) 
     assert "\n  MISSING  POST /v4/flows/{id}/run (runFlow)\n" in text.stdout
     assert "\n             missing: POST /v4/flows/{id}/run is not in the spec\n" in text.stdout
     assert "\n  MISSING  GET  /v4/jobGroups/{id}/status (getJobGroupStatus)\n" in text.stdout
-    assert "lacks what the provider needs (runFlow, getJobGroupStatus)" in text.stdout
+    assert "\n  MISSING  GET  /v4/wrangledDatasets (listWrangledDatasets)\n" in text.stdout
+    assert "lacks what the provider needs (listWrangledDatasets, runFlow, getJobGroupStatus)" in text.stdout
     assert "\n  ok       POST /v4/plans/{id}/run (runPlan)\n" in text.stdout
     report = json.loads(as_json.stdout)
     broken = [op["operation"] for op in report["spec"]["operations"] if not op["ok"]]
-    assert (as_json.returncode, report["ok"], broken) == (DRIFT, False, ["runFlow", "getJobGroupStatus"])
+    assert (as_json.returncode, report["ok"], broken) == (
+        DRIFT,
+        False,
+        ["listWrangledDatasets", "runFlow", "getJobGroupStatus"],
+    )
 
 
 def test_doctor_does_not_refresh_an_expired_access_token(airflow_pg_home: AirflowHome) -> None:

@@ -40,13 +40,18 @@ class Definition:
     jobs_survive_cancel: bool = False
     # A flow's outputs, each after its own recipe (ids ``id * 1000 + 1`` onwards).
     outputs: int = 1
+    # A wrangled dataset's flow: schema wrangledDataset requires ``flow`` and ``wrangled``.
+    flow_id: int | None = None
 
     def recipe_ids(self) -> list[int]:
         return [self.id * 1000 + 1 + n for n in range(self.outputs)]
 
     def listing(self) -> dict[str, Any]:
         stamp = iso(self.created_at)
-        return {"id": self.id, "name": self.name, "createdAt": stamp, "updatedAt": stamp}
+        row: dict[str, Any] = {"id": self.id, "name": self.name, "createdAt": stamp, "updatedAt": stamp}
+        if self.flow_id is not None:
+            row.update(flow={"id": self.flow_id}, wrangled=True)
+        return row
 
 
 @dataclass

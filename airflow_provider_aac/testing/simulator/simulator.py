@@ -341,8 +341,12 @@ class AACSimulator:
         outcome: str = "Complete",
         duration: float | None = None,
         name: str | None = None,
+        flow_id: int = 10,
     ) -> None:
-        self._book.define("dataset", dataset_id, outcome, duration, name or f"Recipe {dataset_id}")
+        """A recipe a job group can run; ``flow_id``: the flow it belongs to, as its listing row says."""
+        self._book.define(
+            "dataset", dataset_id, outcome, duration, name or f"Recipe {dataset_id}", flow_id=flow_id
+        )
 
     # ----------------------------------------------------------------- request handling
 

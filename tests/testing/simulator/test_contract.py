@@ -16,14 +16,17 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from airflow_provider_aac.core.api_contract import RELIED_ON, SPEC_VERSION
+from airflow_provider_aac.core.api_contract import RELIED_ON, SPEC_VERSION, relied_on
 from airflow_provider_aac.core.spec_check import check
+from airflow_provider_aac.operators.run_requests import flow_run_field
+from airflow_provider_aac.run_targets import LISTINGS
+from airflow_provider_aac.runs import RunKind
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.simulator.openapi import load_spec, operation_ids
 from tests.testing.simulator.helpers import api, wait_for
@@ -31,10 +34,19 @@ from tests.testing.simulator.helpers import api, wait_for
 SPEC = load_spec()
 RUN_STATUSES = {"Created", "InProgress", "Complete", "Failed", "Canceled"}
 EPOCH_MS = 1e12
+LOOKUP_OPERATIONS = {
+    RunKind.PLAN: "listPlans",
+    RunKind.FLOW: "listFlows",
+    RunKind.JOB_GROUP: "listWrangledDatasets",
+}
 
 
 class Contract:
-    """Sends a request as one spec operation and validates the answer against that operation."""
+    """Sends a request as one spec operation and validates the answer against that operation.
+
+    The request is checked too: its query names, and (unless it is meant to be refused) its
+    query enum values and its JSON body against the operation's request schema.
+    """
 
     def __init__(self, simulator: AACSimulator, token: str) -> None:
         self.simulator = simulator
@@ -45,8 +57,15 @@ class Contract:
         method, template, operation = _operation(operation_id)
         route, _, query = path.partition("?")
         assert re.fullmatch(re.sub(r"\{\w+\}", r"[^/]+", template), route), (path, template)
-        declared = {_parameter(p)["name"] for p in operation["parameters"]}
-        assert set(parse_qs(query)) <= declared, f"{operation_id} takes no {set(parse_qs(query)) - declared}"
+        declared = {_parameter(p)["name"]: _parameter(p)["schema"] for p in operation["parameters"]}
+        for name, values in parse_qs(query).items():
+            assert name in declared, f"{operation_id} takes no {name}"
+            allowed = declared[name].get("enum")
+            assert expect >= 400 or not allowed or set(values) <= set(allowed), (name, values, allowed)
+        if expect < 400 and kwargs.get("json") is not None and "requestBody" in operation:
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            errors = list(_schema_validator(schema).iter_errors(kwargs["json"]))
+            assert not errors, f"{operation_id} request body: {errors[0].message}"
         token = kwargs.pop("token", self.token)
         response = api(self.simulator, method, path, token, **kwargs)
         assert response.status_code == expect, (operation_id, response.status_code, response.text[:300])
@@ -261,3 +280,95 @@ def test_the_spec_says_where_it_came_from() -> None:
     assert {"AccessControlError", "NotFoundError", "GoneError", "Unauthorized"} <= set(live)
     for schema in SPEC["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.aac_simulator(run_duration=0.6)
+def test_run_flow_answers_as_the_spec_says_with_and_without_run_async(
+    contract: Contract, aac_simulator: AACSimulator
+) -> None:
+    aac_simulator.add_flow(50, outputs=2)
+    options = {
+        "run_parameters": {"overrides": {"data": [{"key": "region", "value": "EU"}]}},
+        "wrangled_dataset_ids": [50002],
+        "overrides": {"Orders": {"profiler": True}},
+        "spark_options": {"spark.executor.memory": "4GB", "spark.executor.cores": 2},
+    }
+    body: dict[str, Any] = {}
+    for name, value in options.items():
+        body.update(flow_run_field(name, value))  # what AACRunFlowOperator sends
+    assert set(body) == set(relied_on("runFlow").body)
+
+    subset = contract.call("runFlow", "/v4/flows/50/run", expect=201, json=body).json()
+    plain = contract.call("runFlow", "/v4/flows/50/run?runAsync=false", expect=201, json={}).json()
+    queued = contract.call("runFlow", "/v4/flows/50/run?runAsync=true", expect=201, json=body).json()
+    listed = contract.call(
+        "getFlowRunJobGroups", f"/v4/flowRuns/{queued['flowRunId']}/jobGroups", expect=200
+    ).json()
+    seen = _follow(contract, "getFlowRunStatus", f"/v4/flowRuns/{queued['flowRunId']}/status")
+
+    assert len(subset["data"]) == 1 and len(plain["data"]) == 2
+    assert queued["data"] == [] and len(listed["data"]) == 1
+    assert set(seen) <= RUN_STATUSES and seen[-1] == "Complete"
+    bad = contract.call("runFlow", "/v4/flows/50/run", expect=400, json={"wrangledDatasetIds": [1]})
+    assert bad.json()["exception"]["name"] == "ValidationFailed"
+
+
+def test_name_lookups_and_listing_filters_answer_as_the_spec_says(
+    contract: Contract, aac_simulator: AACSimulator
+) -> None:
+    aac_simulator.add_plan(60, name="Weekly stock")
+    aac_simulator.add_flow(61, name="Weekly stock")
+    aac_simulator.add_wrangled_dataset(62, name="Weekly stock", flow_id=61)
+    found: dict[RunKind, list[dict[str, Any]]] = {}
+    for kind, listing in LISTINGS.items():
+        operation = LOOKUP_OPERATIONS[kind]
+        query = {"filter": "Weekly stock", "filterFields": "name", "filterType": "exact", "limit": "10"}
+        query.update(listing.extra_params)  # what run_targets sends
+        assert set(query) == set(relied_on(operation).query)
+        found[kind] = contract.call(operation, f"{listing.path}?{urlencode(query)}", expect=200).json()[
+            "data"
+        ]
+    sorted_flows = contract.call(
+        "listFlows",
+        "/v4/flows?filter=flow&filterFields=name&filterType=contains&sort=-id&flowsFilter=owned",
+        expect=200,
+    ).json()["data"]
+    shared = contract.call(
+        "listPlans", "/v4/plans?ownershipFilter=shared&includeCount=true", expect=200
+    ).json()
+    fuzzy = contract.call(
+        "listWrangledDatasets", "/v4/wrangledDatasets?filter=rcp&filterType=fuzzy", expect=200
+    )
+
+    ids = {kind: [(row["id"], row["name"]) for row in rows] for kind, rows in found.items()}
+    assert list(ids.values()) == [[(60, "Weekly stock")], [(61, "Weekly stock")], [(62, "Weekly stock")]]
+    recipe = found[RunKind.JOB_GROUP][0]
+    assert (recipe["flow"], recipe["wrangled"]) == ({"id": 61}, True)
+    assert [row["id"] for row in sorted_flows] == sorted((row["id"] for row in sorted_flows), reverse=True)
+    assert len(sorted_flows) >= 2
+    assert (shared["data"], shared["count"]) == ([], 0)
+    assert {row["id"] for row in fuzzy.json()["data"]} >= {100, 101}
+    contract.call("listFlows", "/v4/flows?flowsFilter=everything", expect=400)
+
+
+@pytest.mark.aac_simulator(run_duration=0.6)
+def test_plans_aac_will_not_run_and_cancels_that_leave_jobs_answer_as_the_spec_says(
+    contract: Contract, aac_simulator: AACSimulator
+) -> None:
+    aac_simulator.add_plan(70, missing_flow_references=True)
+    aac_simulator.add_plan(71, jobs_survive_cancel=True)
+
+    refused = contract.call("runPlan", "/v4/plans/70/run", expect=201).json()
+    run = refused["planSnapshotRunId"]
+    waiting = contract.call("getPlanSnapshotRun", f"/v4/planSnapshotRuns/{run}", expect=200).json()
+    canceled = contract.call("cancelPlanSnapshotRun", f"/v4/planSnapshotRuns/{run}/cancel", expect=200).json()
+    after = contract.call("getPlanSnapshotRun", f"/v4/planSnapshotRuns/{run}", expect=200).json()
+    stuck = contract.call("runPlan", "/v4/plans/71/run", expect=201).json()["planSnapshotRunId"]
+    partial = contract.call(
+        "cancelPlanSnapshotRun", f"/v4/planSnapshotRuns/{stuck}/cancel", expect=200
+    ).json()
+
+    assert refused["validationStatus"] == "MissingFlowReferences"
+    assert waiting["status"] == "Created" and after["status"] == "Canceled"
+    assert canceled.get("failedToCancelSomeJobs") is not True
+    assert partial["failedToCancelSomeJobs"] is True
