@@ -71,15 +71,20 @@ def _describe(rows: list[dict[str, Any]]) -> str:
     return ", ".join(f"{row.get('name')!r} (id {row.get('id')})" for row in rows)
 
 
-def _lookup_exchange(kind: RunKind, name: str, backoff: Backoff) -> Exchange[int]:
-    listing = LISTINGS[kind]
-    params = {
+def lookup_params(kind: RunKind, name: str) -> dict[str, str]:
+    """The listing query that finds ``name`` (``core.api_contract`` lists these parameters)."""
+    return {
         "filter": name,
         "filterFields": "name",
         "filterType": "exact",
         "limit": str(LOOKUP_LIMIT),
-        **listing.extra_params,
+        **LISTINGS[kind].extra_params,
     }
+
+
+def _lookup_exchange(kind: RunKind, name: str, backoff: Backoff) -> Exchange[int]:
+    listing = LISTINGS[kind]
+    params = lookup_params(kind, name)
     rows = _rows((yield from api_call("GET", listing.path, params=params, backoff=backoff)).data)
     # Checked here too: a workspace that ignored filterType would answer near matches.
     matches = [row for row in rows if row.get("name") == name and isinstance(row.get("id"), int)]

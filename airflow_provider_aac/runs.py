@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aac.core.api_contract import FAILURE_MESSAGE_FIELDS
 from airflow_provider_aac.core.errors import reworded
 from airflow_provider_aac.core.exchange import Exchange, api_call
 from airflow_provider_aac.core.retry import Backoff
@@ -216,18 +217,19 @@ def _status_text(data: Any) -> str | None:
 
 
 def failure_message(detail: Any) -> str | None:
-    """AAC's own words about why a run failed, from whichever field this detail carries."""
-    if not isinstance(detail, dict):
-        return None
-    for key in ("errorMessage", "failureMessage", "message", "error"):
-        value = detail.get(key)
+    """AAC's own words about why a run failed, from whichever field this detail carries.
+
+    The fields are ``core.api_contract.FAILURE_MESSAGE_FIELDS``, in order; none is in AAC's
+    spec, so ``airflow aac doctor`` notes them rather than failing.
+    """
+    for dotted in FAILURE_MESSAGE_FIELDS:
+        value: Any = detail
+        for step in dotted.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
         if isinstance(value, dict):
             value = value.get("message")
         if isinstance(value, str) and value.strip():
             return value.strip()[:1000]
-    exception = detail.get("exception")
-    if isinstance(exception, dict) and isinstance(exception.get("message"), str):
-        return str(exception["message"])[:1000]
     return None
 
 

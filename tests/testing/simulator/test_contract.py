@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 from airflow_provider_aac.core.api_contract import RELIED_ON, SPEC_VERSION, relied_on
 from airflow_provider_aac.core.spec_check import check
 from airflow_provider_aac.operators.run_requests import flow_run_field
-from airflow_provider_aac.run_targets import LISTINGS
+from airflow_provider_aac.run_targets import LISTINGS, lookup_params
 from airflow_provider_aac.runs import RunKind
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.simulator.openapi import load_spec, operation_ids
@@ -322,8 +322,7 @@ def test_name_lookups_and_listing_filters_answer_as_the_spec_says(
     found: dict[RunKind, list[dict[str, Any]]] = {}
     for kind, listing in LISTINGS.items():
         operation = LOOKUP_OPERATIONS[kind]
-        query = {"filter": "Weekly stock", "filterFields": "name", "filterType": "exact", "limit": "10"}
-        query.update(listing.extra_params)  # what run_targets sends
+        query = lookup_params(kind, "Weekly stock")  # what a name lookup sends
         assert set(query) == set(relied_on(operation).query)
         found[kind] = contract.call(operation, f"{listing.path}?{urlencode(query)}", expect=200).json()[
             "data"
