@@ -14,7 +14,7 @@ error). Their absence from a tenant's spec is a note, not a failure. Dotted name
 objects, ``[]`` into array items (``data[].id``).
 
 Read on every answer but declared by no operation (the spec's overview describes it):
-``REQUEST_ID_HEADER`` (``x-trifacta-request-id``), which error messages quote.
+``core.api.REQUEST_ID_HEADER`` (``x-trifacta-request-id``), which error messages quote.
 """
 
 from __future__ import annotations
