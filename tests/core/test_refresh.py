@@ -197,14 +197,6 @@ def refresher(
     )
 
 
-def wait_until(probe: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
-
-
 def gated(transport: Any, gate: threading.Event, entered: threading.Event | None = None) -> Any:
     """A transport that waits for ``gate`` (with a deadline) before sending."""
 

@@ -41,9 +41,10 @@ from airflow_provider_aac.operators.aac import (
     execution_id,
 )
 from airflow_provider_aac.runs import RunKind, RunState
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of, wait_for
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of
 
 __all__ = ["aac_conn"]
 
@@ -189,7 +190,7 @@ def test_on_kill_cancels_the_run(aac_conn: AACSimulator, kind: str) -> None:
     ti = FakeTI()
     op = RUNNERS[kind](poll_interval=0.05)
     thread, outcome = _execute_in_thread(op, ti)
-    run_id = wait_for(lambda: ti.xcom.get("run_id"), what="the run to start")
+    run_id = poll_until(lambda: ti.xcom.get("run_id"), timeout=10, interval=0.02, what="the run to start")
     op.on_kill()
     thread.join(10)
     assert not thread.is_alive()
