@@ -505,30 +505,6 @@ with DAG(
     run_flow >> wait_groups
 """
 
-E2E_SCRIPT = """
-import importlib.util, json, os
-from airflow.models import Connection
-from airflow.models.taskinstance import TaskInstance
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-pair = json.loads(os.environ.pop("AAC_TEST_PAIR"))
-with create_session() as session:
-    session.add(Connection(conn_id="{conn_id}", conn_type="aac", host=pair.pop("host"), extra=json.dumps(pair)))
-
-spec = importlib.util.spec_from_file_location("{dag_id}", "{path}")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-run = module.dag.test()
-
-with create_session() as session:
-    states = {{ti.task_id: str(ti.state) for ti in session.query(TaskInstance).filter_by(dag_id="{dag_id}", run_id=run.run_id)}}
-    xcoms = {{}}
-    for row in session.query(XComModel).filter_by(dag_id="{dag_id}", run_id=run.run_id):
-        xcoms.setdefault(row.task_id, {{}})[row.key] = XComModel.deserialize_value(row)
-print("E2E_RESULT " + json.dumps({{"states": states, "xcoms": xcoms}}, default=str))
-"""
-
 
 @pytest.fixture(scope="module")
 def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
@@ -541,19 +517,12 @@ def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
     with AACSimulator(access_ttl=1.5, run_duration=1.5) as simulator:
         pair = simulator.mint_pair()
         secret = {"host": simulator.base_url, **{k: pair[k] for k in ("access_token", "refresh_token")}}
-        result = home.run_python(
-            E2E_SCRIPT.format(dag_id=dag_id, conn_id=conn_id, path=path),
-            check=False,
-            env={"AAC_TEST_PAIR": json.dumps(secret)},
-            timeout=240,
-        )
-        output = result.stdout + result.stderr
-        line = next((x for x in result.stdout.splitlines() if x.startswith("E2E_RESULT ")), None)
-        assert line, f"dag.test() did not finish (exit {result.returncode}):\n{output[-6000:]}"
+        run = home.run_dag_file(path, dag_id, connections={conn_id: secret}, timeout=240)
         stored = home.get_connection_extra(conn_id)
         yield {
-            **json.loads(line[len("E2E_RESULT ") :]),
-            "output": output,
+            "states": run.states,
+            "xcoms": run.xcoms,
+            "output": run.output,
             "stats": simulator.stats(),
             "stored": stored,
             "tokens": [
