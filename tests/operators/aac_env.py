@@ -10,6 +10,7 @@ with a real metadata DB in ``test_aac.py::test_dag_end_to_end_*``.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any, TypeVar
 
@@ -32,6 +33,12 @@ def aac_conn(monkeypatch: pytest.MonkeyPatch, aac_simulator: AACSimulator) -> AA
     }
     monkeypatch.setenv("AIRFLOW_CONN_AAC_DEFAULT", json.dumps(conn))
     return aac_simulator
+
+
+def route_through(monkeypatch: pytest.MonkeyPatch, proxy_url: str) -> None:
+    """Point ``aac_default`` (set by ``aac_conn``) at a proxy in front of the simulator, same pair."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_AAC_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_AAC_DEFAULT", json.dumps({**conn, "host": proxy_url}))
 
 
 class MemoryStateStore:

@@ -40,11 +40,12 @@ from airflow_provider_aac.operators.aac import (
     AACRunPlanOperator,
     execution_id,
 )
-from airflow_provider_aac.runs import RunKind, RunState
+from airflow_provider_aac.runs import RunKind
 from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, route_through, status_of
+from tests.support.fault_fixtures import FaultProxyFactory
 
 __all__ = ["aac_conn"]
 
@@ -113,15 +114,15 @@ def test_no_wait_returns_at_once(aac_conn: AACSimulator, kind: str) -> None:
     assert status_of(kind, run_id) in {"Created", "Pending"}
 
 
-@pytest.mark.aac_simulator(run_duration=30)
-def test_unknown_status_keeps_polling(aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_aac.operators import run_base as operators
-
-    answers = iter(["Created", "Queued", "SomethingNew", "Complete"])
-    monkeypatch.setattr(
-        operators, "get_status", lambda hook, kind, run_id: RunState(kind, run_id, next(answers))
-    )
-    assert _plan(poll_interval=0.01).execute(context_for()) > 0
+@pytest.mark.aac_simulator(run_duration=0.5)
+def test_unknown_status_keeps_polling(
+    aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch, fault_proxy_factory: FaultProxyFactory
+) -> None:
+    proxy = fault_proxy_factory(aac_conn.base_url)
+    route_through(monkeypatch, proxy.base_url)
+    unknown = proxy.on("GET", "/v4/planSnapshotRuns/", times=2).respond(200, {"status": "SomethingNew"})
+    run_id = _plan(poll_interval=0.01).execute(context_for())
+    assert unknown.count == 2 and status_of("plan", run_id) == "Complete"
 
 
 def test_request_bodies(aac_conn: AACSimulator) -> None:
