@@ -49,7 +49,7 @@ with create_session() as session:
         "tries": {{ti.task_id: ti.try_number for ti in tis}},
         "xcoms": xcoms,
     }}
-print({RESULT_PREFIX!r} + json.dumps(result, default=str))
+print("\\n" + {RESULT_PREFIX!r} + json.dumps(result, default=str), flush=True)
 """
 
 
@@ -84,4 +84,6 @@ def run_dag_file(
         raise AirflowEnvError(
             f"dag.test() of {dag_id} did not finish (exit {result.returncode}):\n{output[-6000:]}"
         )
-    return DagTestRun(**json.loads(line.removeprefix(RESULT_PREFIX)), output=output)
+    # A thread's log line may follow the result on the same line: read the one JSON value.
+    fields, _ = json.JSONDecoder().raw_decode(line.removeprefix(RESULT_PREFIX))
+    return DagTestRun(**fields, output=output)
