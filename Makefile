@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv services lint test compat docs demo bench clean
+.PHONY: all venv services lint test test-fast compat docs demo bench clean
 
 all: test
 
@@ -25,6 +25,16 @@ lint: venv
 
 test: venv services lint
 	$(BIN)/pytest -p no:cacheprovider
+
+# The edit loop: the core and the adapters that need no server (no PostgreSQL, Redis or
+# Airflow process; tests using such fixtures are marked `services` in tests/conftest.py).
+# Operators, sensors and triggers are left out: their tests wait for simulated runs.
+FAST_TESTS := tests/core tests/tokens tests/hooks tests/links tests/testing/simulator \
+	tests/cli/test_token_input.py tests/test_runs.py tests/test_transport.py tests/test_async_http.py \
+	tests/test_compat.py tests/test_get_provider_info.py tests/test_lineage.py tests/test_metrics.py
+
+test-fast: venv
+	$(BIN)/pytest -p no:cacheprovider -q -m "not services" $(FAST_TESTS)
 
 compat: services
 	bash scripts/compat.sh

@@ -28,6 +28,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "deployment: a distributed deployment (CeleryExecutor, two workers); slow, about 5 min"
     )
+    config.addinivalue_line(
+        "markers",
+        "services: needs PostgreSQL, Redis or Airflow processes (set from its fixtures); not in make test-fast",
+    )
+
+
+# Fixtures that need a server or start Airflow processes. A test that uses one, directly or
+# through another fixture, is marked ``services``, which ``make test-fast`` leaves out.
+SERVICE_FIXTURES = frozenset(
+    {
+        "airflow_pg_home",
+        "airflow_api_server",
+        "airflow_sqlite_home",
+        "fault_home",
+        "private_postgres",
+        "private_redis",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(autouse=True)

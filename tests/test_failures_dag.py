@@ -9,7 +9,6 @@ expired access token, and the simulator refuses the refresh.
 
 from __future__ import annotations
 
-import json
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -38,26 +37,6 @@ with DAG(
     AACRunPlanOperator(task_id="failed_run_retried", plan_id=3, poll_interval=0.1, retries=1)
     AACRunFlowOperator(task_id="transient", flow_id=12, poll_interval=0.1)
     AACPlanRunSensor(task_id="missing_run", plan_snapshot_run_id=424242, poke_interval=0.1, timeout=30)
-"""
-
-SCRIPT = """
-import importlib.util, json, os
-from airflow.models import Connection
-from airflow.models.taskinstance import TaskInstance
-from airflow.utils.session import create_session
-
-with create_session() as session:
-    for conn_id, spec in json.loads(os.environ.pop("AAC_TEST_CONNS")).items():
-        session.add(Connection(conn_id=conn_id, conn_type="aac", host=spec.pop("host"), extra=json.dumps(spec)))
-
-spec = importlib.util.spec_from_file_location("{dag_id}", "{path}")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-run = module.dag.test()
-with create_session() as session:
-    tis = session.query(TaskInstance).filter_by(dag_id="{dag_id}", run_id=run.run_id)
-    result = {{ti.task_id: [str(ti.state), ti.try_number] for ti in tis}}
-print("FAILURES_RESULT " + json.dumps(result))
 """
 
 
@@ -90,18 +69,10 @@ def outcome(airflow_sqlite_home: AirflowHome) -> Iterator[dict[str, Any]]:
                 "client_id": "not-the-client",
             },
         }
-        result = home.run_python(
-            SCRIPT.format(dag_id=dag_id, path=path),
-            check=False,
-            env={"AAC_TEST_CONNS": json.dumps(conns)},
-            timeout=300,
-        )
-        output = result.stdout + result.stderr
-        line = next((x for x in result.stdout.splitlines() if x.startswith("FAILURES_RESULT ")), None)
-        assert line, f"dag.test() did not finish (exit {result.returncode}):\n{output[-6000:]}"
+        run = home.run_dag_file(path, dag_id, connections=conns)
         yield {
-            "tis": json.loads(line[len("FAILURES_RESULT ") :]),
-            "output": output,
+            "tis": {task: [state, run.tries[task]] for task, state in run.states.items()},
+            "output": run.output,
             "stats": sim.stats(),
             "starts": sim.runs.starts(),
             "tokens": [

@@ -133,26 +133,6 @@ with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2024, 1, 1),
     AACRunJobGroupOperator(task_id="run_job_file_input", wrangled_dataset_id=102)
 """
 
-SCRIPT = """
-import importlib.util, json, os
-from airflow.models import Connection
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-pair = json.loads(os.environ.pop("AAC_TEST_PAIR"))
-with create_session() as session:
-    session.add(Connection(conn_id="{conn_id}", conn_type="aac", host=pair.pop("host"), extra=json.dumps(pair)))
-spec = importlib.util.spec_from_file_location("{dag_id}", "{path}")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-run = module.dag.test()
-with create_session() as session:
-    xcoms = {{}}
-    for row in session.query(XComModel).filter_by(dag_id="{dag_id}", run_id=run.run_id):
-        xcoms.setdefault(row.task_id, {{}})[row.key] = XComModel.deserialize_value(row)
-print("LINEAGE_RESULT " + json.dumps({{"state": str(run.state), "xcoms": xcoms}}, default=str))
-"""
-
 
 @pytest.fixture(scope="module")
 def emitted(
@@ -176,11 +156,11 @@ def emitted(
         pair = sim.mint_pair(access_ttl=3600)
         secret = {"host": sim.base_url, **{k: pair[k] for k in ("access_token", "refresh_token")}}
         transport = {"type": "file", "log_file_path": str(events_file), "append": True}
-        result = home.run_python(
-            SCRIPT.format(dag_id=dag_id, conn_id=conn_id, path=path),
-            check=False,
+        run = home.run_dag_file(
+            path,
+            dag_id,
+            connections={conn_id: secret},
             env={
-                "AAC_TEST_PAIR": json.dumps(secret),
                 "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
                 "AIRFLOW__OPENLINEAGE__NAMESPACE": "aac-tests",
                 # dag.test() serves the Execution API from a thread of this one process, which a
@@ -188,20 +168,17 @@ def emitted(
                 # fork mode) this is tested in tests/system/test_resume_crash.py.
                 "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
             },
-            timeout=300,
         )
-        output = result.stdout + result.stderr
-        line = next((x for x in result.stdout.splitlines() if x.startswith("LINEAGE_RESULT ")), None)
-        assert line, f"dag.test() did not finish (exit {result.returncode}):\n{output[-6000:]}"
         events = (
             [json.loads(x) for x in events_file.read_text().splitlines() if x.strip()]
             if events_file.exists()
             else []
         )
         yield {
-            **json.loads(line[len("LINEAGE_RESULT ") :]),
+            "state": run.run_state,
+            "xcoms": run.xcoms,
             "events": events,
-            "output": output,
+            "output": run.output,
             "base_url": sim.base_url,
             "tokens": [pair["access_token"], pair["refresh_token"]],
         }

@@ -32,9 +32,10 @@ from airflow_provider_aac.runs import (
     positive_seconds,
     run_url,
 )
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
-from tests.operators.aac_env import aac_conn, start_run, wait_for
+from tests.operators.aac_env import aac_conn, start_run
 
 __all__ = ["aac_conn"]
 
@@ -58,7 +59,7 @@ def test_status_progresses_to_complete_sync_and_async(
         seen.add(state.raw)
         return state if state.terminal else None
 
-    final = wait_for(complete, what=f"{kind} run {run_id} to end")
+    final = poll_until(complete, timeout=10, interval=0.02, what=f"{kind} run {run_id} to end")
     assert final.succeeded and final.message is None
     assert len(seen) >= 2
     assert asyncio.run(aget_status(hook, kind, run_id)) == final
@@ -76,7 +77,7 @@ def test_failed_run_carries_aacs_own_message(
         state = get_status(hook, kind, run_id)
         return state if state.terminal else None
 
-    state = wait_for(ended, what="failure")
+    state = poll_until(ended, timeout=10, interval=0.02, what="failure")
     assert state.failed and state.raw == "Failed"
     assert state.message and "failed (simulated)" in state.message
     assert asyncio.run(aget_status(hook, kind, run_id)).message == state.message

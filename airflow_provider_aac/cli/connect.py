@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.cli.output import duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
+from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
@@ -66,6 +67,8 @@ def _connect(args: argparse.Namespace) -> int:
             f"{conn_id!r} has no host yet. Pass --host, such as --host https://us1.alteryxcloud.com."
         )
     base_url = base_url_of(conn_id, host, None, None)
+    allowed = insecure_http_allowed(stored_extra, conn_id=conn_id)
+    refuse_cleartext(base_url, what="API base URL (--host)", conn_id=conn_id, allowed=allowed)
     settings = _settings(args, conn_id)
     now = time.time()
     deadline_value = settings.get(REFRESH_EXPIRES_AT, stored_extra.get(REFRESH_EXPIRES_AT))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from airflow_provider_aac.core.cleartext import refuse_cleartext
 from airflow_provider_aac.core.errors import (
     AACClientRejectedError,
     AACConfigError,
@@ -95,9 +96,17 @@ class TokenGrant:
 
 
 def resolve_token_endpoint(
-    claims: AccessTokenClaims, *, token_url: str | None, client_id: str | None, conn_id: str
+    claims: AccessTokenClaims,
+    *,
+    token_url: str | None,
+    client_id: str | None,
+    conn_id: str,
+    allow_insecure_http: bool = False,
 ) -> TokenEndpoint:
-    """``token_url`` and ``client_id`` from the extra win; otherwise the token's claims."""
+    """``token_url`` and ``client_id`` from the extra win; otherwise the token's claims.
+
+    The issuer comes from the access token itself, so its scheme is checked like the host's.
+    """
     url = token_url or (claims.issuer.rstrip("/") + "/token" if claims.issuer else None)
     client = client_id or claims.client_id
     missing = [name for name, value in (("token_url", url), ("client_id", client)) if not value]
@@ -115,6 +124,7 @@ def resolve_token_endpoint(
             f"The token URL of connection {conn_id!r} ({url}) is not an http(s) URL. Fix 'token_url' "
             "in the extra, or remove it to use the access token's issuer."
         )
+    refuse_cleartext(url, what="token URL", conn_id=conn_id, allowed=allow_insecure_http)
     return TokenEndpoint(url=url, client_id=client)
 
 

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from airflow_provider_aac.core.cleartext import insecure_http_allowed
 from airflow_provider_aac.core.errors import (
     AACError,
     AACRefreshOutcomeUnknownError,
@@ -246,6 +247,7 @@ class Refresher:
             token_url=text(extra.get("token_url")),
             client_id=text(extra.get("client_id")),
             conn_id=self.conn_id,
+            allow_insecure_http=insecure_http_allowed(extra, conn_id=self.conn_id),
         )
         interrupted = state.in_flight or InFlight.from_json(extra.get(LAST_INTERRUPTED))
         return Claim(state, endpoint, self._claim(store, state, guard), interrupted)

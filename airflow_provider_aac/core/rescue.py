@@ -150,13 +150,3 @@ class Rescue:
                 log.warning(
                     "Could not remove a held AAC token pair from %s: %s", place.where, type(err).__name__
                 )
-
-    def drop_stale(self, conn_id: str, keep: str) -> None:
-        """Forget pairs that replace any token but ``keep``: the connection moved past them."""
-        for place in self.places:
-            try:
-                for pair in place.held(conn_id):
-                    if pair.spends != keep:
-                        place.drop(conn_id, pair.spends)
-            except Exception as err:
-                log.warning("Could not tidy held AAC token pairs in %s: %s", place.where, type(err).__name__)

@@ -325,9 +325,6 @@ class Version:
     refresh: str
     rotation: bool = False
 
-    def for_rotation(self) -> Version:
-        return Version(self.generation, self.claim, self.refresh, rotation=True)
-
 
 def check_version(stored: TokenState, expected: Version, *, conn_id: str) -> None:
     """Refuse a write over anything but what the writer read: never older over newer."""

@@ -47,11 +47,14 @@ from airflow_provider_aac.tokens.token_cache import run_token_work
 if TYPE_CHECKING:
     import requests
 
+    from airflow_provider_aac.hooks.session import AACSession
     from airflow_provider_aac.tokens.manager import RefreshOutcome
 
 DEFAULT_TIMEOUT = 60.0
 
 T = TypeVar("T")
+SendAttempt = Callable[[Send, str, str], Answer]
+"""Sends one attempt of a ``Send`` to the base URL with the access token; answers it."""
 
 
 class AACHook(BaseHook):
@@ -111,14 +114,14 @@ class AACHook(BaseHook):
         """Refresh when the stored token is close to expiry, or now with ``force``."""
         return self.tokens.refresh(force=force, min_ttl=self.min_ttl if min_ttl is None else min_ttl)
 
-    def get_conn(self) -> requests.Session:
-        """A session whose requests carry a fresh bearer token, retried once after a 401."""
-        import requests
+    def get_conn(self) -> AACSession:
+        """A ``requests.Session`` for the connection's ``/v4`` only, with a fresh token and ``request``'s retries.
 
-        session = requests.Session()
-        session.auth = _BearerAuth(self)
-        session.headers["User-Agent"] = USER_AGENT
-        return session
+        Any other URL is refused before the token is attached (``hooks.session``).
+        """
+        from airflow_provider_aac.hooks.session import AACSession
+
+        return AACSession(self, self.base_url)
 
     def request(
         self,
@@ -133,11 +136,12 @@ class AACHook(BaseHook):
         call = api_call(method, path, json=json, params=params, headers=headers, backoff=self.backoff)
         return self.run_exchange(call)
 
-    def run_exchange(self, exchange: Exchange[T]) -> T:
+    def run_exchange(self, exchange: Exchange[T], send: SendAttempt | None = None) -> T:
         """The sync driver: performs each effect ``exchange`` yields (``core.exchange``) with requests.
 
         What performing an effect fails at (getting or replacing a token) is raised into the
         exchange at its ``yield``, so an exchange catches it as it catches a failed call.
+        ``send`` replaces how a ``Send`` goes out (``get_conn``'s session sends its own request).
         """
         config: AACConnectionConfig | None = None
         state: TokenState | None = None
@@ -155,7 +159,7 @@ class AACHook(BaseHook):
                         config, state = self.tokens.fresh(self.min_ttl)
                     case Send():
                         assert config is not None and state is not None, "FreshToken comes first"
-                        reply = self._send(effect, config.base_url, state.access_token)
+                        reply = (send or self._send)(effect, config.base_url, state.access_token)
                     case Wait(delay):
                         metrics.api_retry(self.aac_conn_id, _retried_status(answered))
                         self._sleep(delay)
@@ -342,41 +346,6 @@ class AACHook(BaseHook):
         from airflow_provider_aac.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return ui_field_behaviour(UI_FIELD_BEHAVIOUR)
-
-
-class _BearerAuth:
-    """Adds the token per request; on a 401, replaces that token once and resends.
-
-    A plain callable (requests takes any as ``auth``), so this module needs no requests import.
-    """
-
-    def __init__(self, hook: AACHook) -> None:
-        self.hook = hook
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        _, state = self.hook.tokens.fresh(self.hook.min_ttl)
-        request.headers["Authorization"] = f"Bearer {state.access_token}"
-        request.register_hook("response", self._retry_once_on_401(state.generation))
-        return request
-
-    def _retry_once_on_401(self, generation: int) -> Any:
-        def hook(response: requests.Response, **kwargs: Any) -> requests.Response:
-            if response.status_code != 401 or getattr(response.request, "_aac_retried", False):
-                return response
-            state = self.hook.tokens.replace_rejected(generation)
-            if state is None:
-                return response
-            response.content  # noqa: B018 - drain the body so the connection can be reused
-            retry = response.request.copy()
-            retry.headers["Authorization"] = f"Bearer {state.access_token}"
-            retry._aac_retried = True  # type: ignore[attr-defined]
-            assert response.connection is not None
-            new_response: requests.Response = response.connection.send(retry, **kwargs)
-            new_response.history.append(response)
-            new_response.request = retry
-            return new_response
-
-        return hook
 
 
 def _headers(access_token: str, extra: Mapping[str, str] | None) -> dict[str, str]:

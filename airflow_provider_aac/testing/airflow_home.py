@@ -25,6 +25,7 @@ from typing import Any, Literal
 from cryptography.fernet import Fernet
 
 from airflow_provider_aac.testing.airflow_cli import CliRunner, runs_in_process
+from airflow_provider_aac.testing.dag_test_run import DagTestRun, run_dag_file
 from airflow_provider_aac.testing.metadata_databases import (
     STORED_CONNECTION_QUERY,
     StoredConnection,
@@ -278,6 +279,12 @@ class AirflowHome:
         settings module is configured once per interpreter, so each home needs its own.
         """
         return self._run(["-c", code], ["<python -c>"], check=check, timeout=timeout, env=env)
+
+    def run_dag_file(
+        self, path: Path, dag_id: str, *, connections: Mapping[str, Mapping[str, Any]], **kwargs: Any
+    ) -> DagTestRun:
+        """``dag.test()`` of the DAG file ``path`` in a fresh interpreter (see :mod:`dag_test_run`)."""
+        return run_dag_file(self, path, dag_id, connections=connections, **kwargs)
 
     def _run(
         self,

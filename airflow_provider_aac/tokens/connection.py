@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
 from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
@@ -72,6 +73,10 @@ class AACConnectionConfig:
             ) from None
 
     @property
+    def allow_insecure_http(self) -> bool:
+        return insecure_http_allowed(self.extra, conn_id=self.conn_id)
+
+    @property
     def min_ttl(self) -> float | None:
         return self.seconds("min_ttl")
 
@@ -102,11 +107,15 @@ def config_from_connection(conn: Any) -> AACConnectionConfig:
             f"--conn-type {CONN_TYPE} (install airflow-provider-aac where the connection is created, "
             "or Airflow drops the type), or pass the id of an AAC connection."
         )
-    return AACConnectionConfig(
+    config = AACConnectionConfig(
         conn_id=conn_id,
         base_url=base_url_of(conn_id, conn.host, conn.schema, conn.port),
         extra=_unprefixed(parse_extra(conn.extra, conn_id=conn_id)),
     )
+    refuse_cleartext(
+        config.base_url, what="API base URL (the host)", conn_id=conn_id, allowed=config.allow_insecure_http
+    )
+    return config
 
 
 def _unprefixed(extra: dict[str, Any]) -> dict[str, Any]:

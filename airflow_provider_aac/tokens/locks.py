@@ -46,13 +46,6 @@ class HeldLock(Protocol):
         """Raise ``AACLockUnavailableError`` unless the lock is certainly still ours."""
 
 
-class NoLock:
-    """Exclusivity that comes from elsewhere (a lease, the single writer): nothing to check."""
-
-    def ensure_held(self) -> None:
-        return None
-
-
 def lock_name(aac_conn_id: str) -> str:
     return f"airflow-provider-aac:refresh:{aac_conn_id}"
 

@@ -104,6 +104,29 @@ def test_a_pair_aac_rejects_is_not_stored(airflow_pg_home: AirflowHome) -> None:
     assert no_token_in(result.stdout + result.stderr, revoked["access_token"], revoked["refresh_token"])
 
 
+def test_a_plain_http_host_on_another_machine_is_refused_before_the_check(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    conn_id = "aac_cli_connect_cleartext"
+    with AACSimulator() as sim:
+        pair = sim.mint_pair()
+        result = aac(
+            airflow_pg_home,
+            "connect",
+            conn_id,
+            "--host",
+            "http://aac.example.com",
+            "--stdin",
+            stdin=f"{pair['access_token']}\n{pair['refresh_token']}\n",
+        )
+        stats = sim.stats()
+    assert result.returncode == 1
+    assert "plain http:// to another machine" in result.stderr and "allow_insecure_http" in result.stderr
+    assert "AAC accepts" not in result.stdout and stats["api_calls"] == 0
+    assert airflow_pg_home.get_connection(conn_id) is None
+    assert no_token_in(result.stdout + result.stderr, pair["access_token"], pair["refresh_token"])
+
+
 def test_an_expired_access_token_is_stored_unchecked_and_the_next_step_is_told(
     airflow_pg_home: AirflowHome,
 ) -> None:

@@ -30,7 +30,13 @@ from airflow_provider_aac.core.errors import (
     AACTransientError,
 )
 from airflow_provider_aac.core.keeping import rotated
-from airflow_provider_aac.core.oauth import AACRefreshOutcomeUnknownError, RawResponse, SendWindow, TokenGrant
+from airflow_provider_aac.core.oauth import (
+    AACRefreshOutcomeUnknownError,
+    RawResponse,
+    SendWindow,
+    TokenGrant,
+    TransportFailure,
+)
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
@@ -189,14 +195,6 @@ def refresher(
         takeover_grace=kwargs.pop("takeover_grace", 0.05),
         **kwargs,
     )
-
-
-def wait_until(probe: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def gated(transport: Any, gate: threading.Event, entered: threading.Event | None = None) -> Any:
@@ -464,6 +462,29 @@ def test_token_without_iss_is_a_config_error_before_anything_is_sent(aac_simulat
         refresher(aac_simulator).under_lock(store.section, min_ttl=None)
     assert not store.has(IN_FLIGHT)
     assert aac_simulator.stats()["token_requests"] == 0
+
+
+def test_http_issuer_on_another_host_is_refused_before_the_refresh_token_is_sent(
+    aac_simulator: AACSimulator,
+) -> None:
+    now = int(time.time())
+    claims = {"iss": "http://aac.example.com/as", "client_id": "cid", "exp": now - 10, "iat": now - 310}
+    pair = {"access_token": unsigned_jwt(**claims), "refresh_token": "r" * 30}
+    sent_to: list[str] = []
+
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+        sent_to.append(url)
+        raise TransportFailure("no network in this test", request_sent=False)
+
+    store = MemoryStore(pair)
+    with pytest.raises(AACConfigError, match=r"token URL of connection .*http://aac.example.com/as/token"):
+        refresher(aac_simulator, transport=transport).under_lock(store.section, min_ttl=None)
+    assert sent_to == [] and not store.has(IN_FLIGHT)
+
+    opted_in = MemoryStore({**pair, "allow_insecure_http": True})
+    with pytest.raises(AACTransientError):
+        refresher(aac_simulator, transport=transport).under_lock(opted_in.section, min_ttl=None)
+    assert set(sent_to) == {"http://aac.example.com/as/token"}
 
 
 def test_unwritable_store_spends_nothing(aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]) -> None:

@@ -184,20 +184,39 @@ def test_refresh_task_refuses_an_unwritable_connection_even_while_fresh(env_conn
     assert sim.stats()["token_requests"] == 0
 
 
-def test_refresh_task_needs_the_api_connection_on_its_first_run(
-    env_connection: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In single-writer mode the new pair goes through REST: say so before the token is old."""
-    from airflow_provider_aac.tokens import manager
+FIRST_RUN_SCRIPT = """
+import json, sys
+from airflow_provider_aac.errors import AACConfigError
+from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 
-    monkeypatch.setattr(manager, "refuse_unwritable", lambda conn_id: None)
-    sim = env_connection(refresh_mode="single_writer")
-    with pytest.raises(AACConfigError, match=r"REST API, but it has no 'airflow_api_conn_id'"):
-        _refresh_op(run_interval=60).execute(context_for())
-    env_connection(refresh_mode="single_writer", airflow_api_conn_id="airflow_api")
-    outcome = _refresh_op(run_interval=60).execute(context_for())
-    assert outcome["refreshed"] is False and outcome["mode"] == "single_writer"
-    assert sim.stats()["token_requests"] == 0
+out = {}
+for conn_id in sys.argv[1:]:
+    try:
+        outcome = AACRefreshTokenOperator(task_id="refresh_token", aac_conn_id=conn_id, run_interval=60).execute({})
+        out[conn_id] = {k: outcome[k] for k in ("refreshed", "mode")}
+    except AACConfigError as err:
+        out[conn_id] = {"refused": str(err)}
+print("FIRST_RUN " + json.dumps(out))
+"""
+
+
+def test_refresh_task_needs_the_api_connection_on_its_first_run(airflow_sqlite_home: AirflowHome) -> None:
+    """In single-writer mode the new pair goes through REST: say so before the token is old."""
+    home, suffix = airflow_sqlite_home, uuid.uuid4().hex[:8]
+    without, named = f"aac_first_run_{suffix}", f"aac_first_run_api_{suffix}"
+    with AACSimulator() as sim:
+        home.add_aac_connection(without, sim, access_ttl=3600, refresh_mode="single_writer")
+        home.add_aac_connection(
+            named, sim, access_ttl=3600, refresh_mode="single_writer", airflow_api_conn_id="airflow_api"
+        )
+        code = FIRST_RUN_SCRIPT.replace("sys.argv[1:]", repr([without, named]))
+        result = home.run_python(code, env={"_AIRFLOW_PROCESS_CONTEXT": "server"})
+        token_requests = sim.stats()["token_requests"]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("FIRST_RUN "))
+    out = json.loads(line.removeprefix("FIRST_RUN "))
+    assert "REST API, but it has no 'airflow_api_conn_id'" in out[without]["refused"]
+    assert out[named] == {"refreshed": False, "mode": "single_writer"}
+    assert token_requests == 0
 
 
 def test_refresh_task_fails_clearly_on_a_connection_of_another_type(env_connection: Any) -> None:

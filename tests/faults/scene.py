@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, poll_until
+from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.support.fault_proxy import FaultProxy
 
@@ -31,11 +31,6 @@ TOKEN_PATH = "/as/token"
 # Short enough that takeovers after a fault take seconds; the provider's default is 60 s.
 LEASE = 8.0
 MODES = ("metadata_db", "lock_postgres", "lock_redis", "single_writer")
-
-
-def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds, or fail at the deadline."""
-    poll_until(lambda: True if condition() else None, timeout=timeout, interval=0.05, what=what)
 
 
 def answered(proxy: FaultProxy, action: str, method: str | None = None) -> int:

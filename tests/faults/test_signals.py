@@ -14,7 +14,8 @@ import psycopg2
 import pytest
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
-from tests.faults.scene import Scene, scene, wait_for
+from airflow_provider_aac.testing.processes import poll_until
+from tests.faults.scene import Scene, scene
 
 SHORT_LEASE = 4.0
 
@@ -153,7 +154,12 @@ def test_sigkill_while_storing_in_metadata_db_mode_is_completed_from_the_local_s
             with row_lock.cursor() as cursor:  # someone else's transaction holds the row
                 cursor.execute("SELECT 1 FROM connection WHERE conn_id = %s FOR UPDATE", (s.conn_id,))
             answer.release()
-            wait_for(lambda: bool(s.held_on_disk()), what="the new pair to be held in the local spool")
+            poll_until(
+                lambda: s.held_on_disk() or None,
+                timeout=60,
+                interval=0.05,
+                what="the new pair to be held in the local spool",
+            )
             victim.signal(signal.SIGKILL)
             victim.killed()
         finally:

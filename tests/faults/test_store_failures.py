@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
-from tests.faults.scene import answered, scene, wait_for
+from airflow_provider_aac.testing.processes import poll_until
+from tests.faults.scene import answered, scene
 from tests.support.private_services import PrivatePostgres
 
 REST_MODES = ("lock_postgres", "lock_redis", "single_writer")
@@ -35,8 +36,10 @@ def test_an_api_server_outage_during_the_store_is_waited_out(
         s.api_proxy.down(502)
         answer.release()
         # Far more failed store attempts than the 3.5 s of retries that used to end in a lost pair.
-        wait_for(
-            lambda: answered(s.api_proxy, "down") >= 8 or refresher.process.poll() is not None,
+        poll_until(
+            lambda: answered(s.api_proxy, "down") >= 8 or refresher.process.poll() is not None or None,
+            timeout=60,
+            interval=0.05,
             what="the refresher to retry its store through the outage",
         )
         s.api_proxy.up()
@@ -84,7 +87,12 @@ def test_a_metadata_db_outage_during_the_store_is_waited_out(
         answer.wait_forwarded(timeout=60)
         private_postgres.stop(mode="immediate")
         answer.release()
-        wait_for(lambda: bool(s.held_on_disk()), what="the new pair to be held in the local spool")
+        poll_until(
+            lambda: s.held_on_disk() or None,
+            timeout=60,
+            interval=0.05,
+            what="the new pair to be held in the local spool",
+        )
         time.sleep(DB_OUTAGE)
         private_postgres.start()
         result = refresher.result()

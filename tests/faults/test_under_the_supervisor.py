@@ -21,8 +21,9 @@ from airflow_provider_aac.testing.airflow_env import (
     AirflowHome,
     start_cluster,
 )
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.faults.scene import REPO_ROOT, Refresher, wait_for
+from tests.faults.scene import REPO_ROOT, Refresher
 from tests.support.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.airflow_cluster
@@ -113,7 +114,7 @@ def test_a_worker_and_an_orm_process_take_the_same_lock(cluster: AirflowCluster)
         try:
             # The window the race needs: the ORM process refreshing while the worker's claim is
             # on its way. Taking the worker's lock, it cannot.
-            wait_for(lambda: server.process.poll() is not None, what="the ORM process", timeout=12)
+            poll_until(lambda: server.process.poll(), timeout=12, interval=0.05, what="the ORM process")
         except AirflowEnvError:
             pass
         finally:

@@ -10,9 +10,8 @@ with a real metadata DB in ``test_aac.py::test_dag_end_to_end_*``.
 from __future__ import annotations
 
 import json
-import time
+import os
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -34,6 +33,12 @@ def aac_conn(monkeypatch: pytest.MonkeyPatch, aac_simulator: AACSimulator) -> AA
     }
     monkeypatch.setenv("AIRFLOW_CONN_AAC_DEFAULT", json.dumps(conn))
     return aac_simulator
+
+
+def route_through(monkeypatch: pytest.MonkeyPatch, proxy_url: str) -> None:
+    """Point ``aac_default`` (set by ``aac_conn``) at a proxy in front of the simulator, same pair."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_AAC_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_AAC_DEFAULT", json.dumps({**conn, "host": proxy_url}))
 
 
 class MemoryStateStore:
@@ -89,18 +94,6 @@ def context_for(ti: FakeTI | None = None, **extra: Any) -> Any:
     """A minimal task context (typed loosely: a real one is a TypedDict built by the runner)."""
     ti = ti or FakeTI()
     return {"ti": ti, "task_state_store": ti.state_store, **extra}
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def start_run(kind: str, target: int) -> int:

@@ -41,10 +41,12 @@ from airflow_provider_aac.operators.aac import (
     AACRunPlanOperator,
     execution_id,
 )
-from airflow_provider_aac.runs import RunKind, RunState
+from airflow_provider_aac.runs import RunKind
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of, wait_for
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, route_through, status_of
+from tests.support.fault_fixtures import FaultProxyFactory
 
 __all__ = ["aac_conn"]
 
@@ -113,15 +115,15 @@ def test_no_wait_returns_at_once(aac_conn: AACSimulator, kind: str) -> None:
     assert status_of(kind, run_id) == "Created"
 
 
-@pytest.mark.aac_simulator(run_duration=30)
-def test_unknown_status_keeps_polling(aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_aac.operators import run_base as operators
-
-    answers = iter(["Created", "Queued", "SomethingNew", "Complete"])
-    monkeypatch.setattr(
-        operators, "get_status", lambda hook, kind, run_id: RunState(kind, run_id, next(answers))
-    )
-    assert _plan(poll_interval=0.01).execute(context_for()) > 0
+@pytest.mark.aac_simulator(run_duration=0.5)
+def test_unknown_status_keeps_polling(
+    aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch, fault_proxy_factory: FaultProxyFactory
+) -> None:
+    proxy = fault_proxy_factory(aac_conn.base_url)
+    route_through(monkeypatch, proxy.base_url)
+    unknown = proxy.on("GET", "/v4/planSnapshotRuns/", times=2).respond(200, {"status": "SomethingNew"})
+    run_id = _plan(poll_interval=0.01).execute(context_for())
+    assert unknown.count == 2 and status_of("plan", run_id) == "Complete"
 
 
 def test_request_bodies(aac_conn: AACSimulator) -> None:
@@ -190,7 +192,7 @@ def test_on_kill_cancels_the_run(aac_conn: AACSimulator, kind: str) -> None:
     ti = FakeTI()
     op = RUNNERS[kind](poll_interval=0.05)
     thread, outcome = _execute_in_thread(op, ti)
-    run_id = wait_for(lambda: ti.xcom.get("run_id"), what="the run to start")
+    run_id = poll_until(lambda: ti.xcom.get("run_id"), timeout=10, interval=0.02, what="the run to start")
     op.on_kill()
     thread.join(10)
     assert not thread.is_alive()
@@ -551,35 +553,6 @@ with DAG(
     run_flow >> wait_groups
 """
 
-E2E_SCRIPT = """
-import importlib.util, json, os
-from airflow.models import Connection
-from airflow.models.taskinstance import TaskInstance
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-pair = json.loads(os.environ.pop("AAC_TEST_PAIR"))
-with create_session() as session:
-    session.add(Connection(conn_id="{conn_id}", conn_type="aac", host=pair.pop("host"), extra=json.dumps(pair)))
-
-spec = importlib.util.spec_from_file_location("{dag_id}", "{path}")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-run = module.dag.test()
-
-with create_session() as session:
-    tis = session.query(TaskInstance).filter_by(dag_id="{dag_id}", run_id=run.run_id).all()
-    states = {{ti.task_id: str(ti.state) for ti in tis}}
-    tries = {{ti.task_id: ti.try_number for ti in tis}}
-    durations = {{ti.task_id: ti.duration for ti in tis}}
-    xcoms = {{}}
-    for row in session.query(XComModel).filter_by(dag_id="{dag_id}", run_id=run.run_id):
-        xcoms.setdefault(row.task_id, {{}})[row.key] = XComModel.deserialize_value(row)
-print("E2E_RESULT " + json.dumps(
-    {{"states": states, "tries": tries, "durations": durations, "xcoms": xcoms}}, default=str
-))
-"""
-
 
 @pytest.fixture(scope="module")
 def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
@@ -594,15 +567,7 @@ def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
         simulator.add_flow(12, name="Regional flow", outputs=2)
         pair = simulator.mint_pair()
         secret = {"host": simulator.base_url, **{k: pair[k] for k in ("access_token", "refresh_token")}}
-        result = home.run_python(
-            E2E_SCRIPT.format(dag_id=dag_id, conn_id=conn_id, path=path),
-            check=False,
-            env={"AAC_TEST_PAIR": json.dumps(secret)},
-            timeout=240,
-        )
-        output = result.stdout + result.stderr
-        line = next((x for x in result.stdout.splitlines() if x.startswith("E2E_RESULT ")), None)
-        assert line, f"dag.test() did not finish (exit {result.returncode}):\n{output[-6000:]}"
+        run = home.run_dag_file(path, dag_id, connections={conn_id: secret}, timeout=240)
         stored = home.get_connection_extra(conn_id)
         stats = simulator.stats()
         look = simulator.mint_pair()["access_token"]
@@ -615,8 +580,11 @@ def e2e(airflow_sqlite_home: Any) -> Iterator[dict[str, Any]]:
             for start in simulator.runs.starts("plan", 3)
         }
         yield {
-            **json.loads(line[len("E2E_RESULT ") :]),
-            "output": output,
+            "states": run.states,
+            "tries": run.tries,
+            "durations": run.durations,
+            "xcoms": run.xcoms,
+            "output": run.output,
             "stats": stats,
             "stored": stored,
             "deleted_refs_plan_runs": plan_runs,

@@ -27,9 +27,10 @@ from airflow_provider_aac.operators.aac import (
     AACRunPlanOperator,
 )
 from airflow_provider_aac.resume import RECORD_KEY, VARIABLE_PREFIX, RunRecord, VariableStore, store_for
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of, wait_for
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of
 
 __all__ = ["aac_conn"]
 
@@ -83,7 +84,12 @@ def test_retry_attaches_to_the_running_run_and_waits_for_it(aac_conn: AACSimulat
 def test_retry_returns_a_run_that_completed_without_waiting(aac_conn: AACSimulator, kind: str) -> None:
     ti = _ti()
     run_id = _first_try_times_out(aac_conn, kind, ti)
-    wait_for(lambda: status_of(kind, run_id) == "Complete", what="the run to complete")
+    poll_until(
+        lambda: status_of(kind, run_id) == "Complete" or None,
+        timeout=10,
+        interval=0.02,
+        what="the run to complete",
+    )
     ti.retry()
     calls = aac_conn.stats()["api_calls"]
     started = time.monotonic()

@@ -118,6 +118,29 @@ def test_config_from_a_real_airflow_connection() -> None:
     assert config_from_connection(conn).base_url == "https://us1.alteryxcloud.com"
 
 
+@pytest.mark.parametrize(
+    ("host", "schema", "port"),
+    [
+        ("http://aac.example.com", None, None),
+        ("aac.example.com", "http", 8080),
+        ("http://10.1.2.3/v4", None, None),
+    ],
+)
+def test_plain_http_to_another_host_is_refused_without_the_opt_in(
+    host: str, schema: str | None, port: int | None
+) -> None:
+    with pytest.raises(
+        AACConfigError, match=r"API base URL \(the host\) of connection 'aac_cfg'.*plain http://"
+    ):
+        config_from_connection(connection(host=host, schema=schema, port=port))
+    opted_in = json.dumps({**PAIR, "allow_insecure_http": True})
+    assert config_from_connection(connection(host=host, schema=schema, port=port, extra=opted_in)).base_url
+
+
+def test_plain_http_to_loopback_needs_no_opt_in() -> None:
+    assert config_from_connection(connection(host="http://127.0.0.2:9")).base_url == "http://127.0.0.2:9"
+
+
 @pytest.mark.parametrize("conn_type", ["http", "generic", "", None])
 def test_wrong_connection_type(conn_type: str | None) -> None:
     with pytest.raises(AACConfigError) as info:

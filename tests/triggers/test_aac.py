@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_aac.runs import RunKind, RunState
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers import aac as trigger_module
 from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
-from tests.operators.aac_env import aac_conn, start_run, status_of, wait_for
+from tests.operators.aac_env import aac_conn, route_through, start_run, status_of
+from tests.support.fault_fixtures import FaultProxyFactory
 
 __all__ = ["aac_conn"]
 
@@ -145,17 +146,16 @@ def test_deadline_in_the_past_still_checks_once_then_times_out(aac_conn: AACSimu
     assert event["status"] == "timeout"
 
 
-def test_unknown_status_keeps_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = iter(["Queued", "SomethingNew", "InProgress", "Complete"])
-    seen: list[str] = []
-
-    async def fake_status(hook: Any, kind: RunKind, run_id: int) -> RunState:
-        seen.append(raw := next(answers))
-        return RunState(kind, run_id, raw)
-
-    monkeypatch.setattr(trigger_module, "aget_status", fake_status)
-    event = _event(_trigger("plan", 5, poll_interval=0.01))
-    assert event["status"] == "success" and seen == ["Queued", "SomethingNew", "InProgress", "Complete"]
+@pytest.mark.aac_simulator(run_duration=0.5)
+def test_unknown_status_keeps_waiting(
+    aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch, fault_proxy_factory: FaultProxyFactory
+) -> None:
+    proxy = fault_proxy_factory(aac_conn.base_url)
+    route_through(monkeypatch, proxy.base_url)
+    run_id = start_run("plan", 1)
+    unknown = proxy.on("GET", "/v4/planSnapshotRuns/", times=2).respond(200, {"status": "SomethingNew"})
+    event = _event(_trigger("plan", run_id, poll_interval=0.01))
+    assert event["status"] == "success" and unknown.count == 2
 
 
 @pytest.mark.parametrize("kind", ["plan", "flow", "job_group"])
@@ -323,7 +323,9 @@ def test_the_first_poll_waits_the_interval_after_the_operators_own_check(aac_con
     """A run that ends right after the deferral is reported one interval later, not at once:
     an event fired seconds after a deferral can be failed by Airflow's scheduler."""
     run_id = start_run("plan", 1)
-    wait_for(lambda: status_of("plan", run_id) == "Complete" or None)
+    poll_until(
+        lambda: status_of("plan", run_id) == "Complete" or None, timeout=30, what="the plan run to end"
+    )
     calls_before = aac_conn.stats()["api_calls"]
     started = time.monotonic()
     event = _event(_trigger("plan", run_id, first_poll_at=time.time() + 0.8))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
 
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 
 T = TypeVar("T")
@@ -29,18 +29,6 @@ def api(sim: AACSimulator, method: str, path: str, access_token: str, **kwargs: 
     return requests.request(method, sim.base_url + path, headers=headers, timeout=TIMEOUT, **kwargs)
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = TIMEOUT, interval: float = 0.02) -> T:
-    """Poll until `probe` returns something other than None, so tests wait no longer than needed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
 def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
@@ -55,4 +43,4 @@ def final_status(sim: AACSimulator, path: str, token: str) -> dict[str, Any]:
         body: dict[str, Any] = api(sim, "GET", path, token).json()
         return body if body["status"] in TERMINAL else None
 
-    return wait_for(terminal)
+    return poll_until(terminal, timeout=TIMEOUT, interval=0.02, what=f"{path} to end")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import requests
 
-from tests.testing.simulator.helpers import TIMEOUT, wait_for
+from airflow_provider_aac.testing.processes import poll_until
+from tests.testing.simulator.helpers import TIMEOUT
 
 
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
@@ -20,7 +21,12 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file), "--verbose"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        base_url = wait_for(lambda: ready_file.read_text() if ready_file.exists() else None, timeout=20)
+        base_url = poll_until(
+            lambda: ready_file.read_text() if ready_file.exists() else None,
+            timeout=20,
+            interval=0.02,
+            what="the simulator's ready file",
+        )
         pair = json.loads(pair_file.read_text())
         mode = stat.S_IMODE(pair_file.stat().st_mode)
         person = requests.get(
@@ -54,7 +60,12 @@ def test_cli_takes_pingones_grace_period(tmp_path: Path) -> None:
     command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        base_url = wait_for(lambda: ready_file.read_text() if ready_file.exists() else None, timeout=20)
+        base_url = poll_until(
+            lambda: ready_file.read_text() if ready_file.exists() else None,
+            timeout=20,
+            interval=0.02,
+            what="the simulator's ready file",
+        )
         pair = json.loads(pair_file.read_text())
         form = {
             "grant_type": "refresh_token",
@@ -82,7 +93,12 @@ def test_cli_serves_without_the_operations_named(tmp_path: Path) -> None:
     command += ["runFlow", "--ready-file", str(ready_file), "--pair-file", str(pair_file)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        base_url = wait_for(lambda: ready_file.read_text() if ready_file.exists() else None, timeout=20)
+        base_url = poll_until(
+            lambda: ready_file.read_text() if ready_file.exists() else None,
+            timeout=20,
+            interval=0.02,
+            what="the simulator's ready file",
+        )
         headers = {"Authorization": f"Bearer {json.loads(pair_file.read_text())['access_token']}"}
         run = requests.post(base_url + "/v4/flows/10/run", json={}, headers=headers, timeout=TIMEOUT)
         spec = requests.get(base_url + "/v4/open-api-spec", headers=headers, timeout=TIMEOUT).json()

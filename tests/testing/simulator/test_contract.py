@@ -27,9 +27,10 @@ from airflow_provider_aac.core.spec_check import check
 from airflow_provider_aac.operators.run_requests import flow_run_field
 from airflow_provider_aac.run_targets import LISTINGS, lookup_params
 from airflow_provider_aac.runs import RunKind
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.simulator.openapi import load_spec, operation_ids
-from tests.testing.simulator.helpers import api, wait_for
+from tests.testing.simulator.helpers import api
 
 SPEC = load_spec()
 RUN_STATUSES = {"Created", "InProgress", "Complete", "Failed", "Canceled"}
@@ -129,7 +130,7 @@ def _follow(contract: Contract, operation_id: str, path: str, *, cancel: str | N
             contract.call(cancel.split()[0], cancel.split()[1], expect=200)
         return value if value in ("Complete", "Failed", "Canceled") else None
 
-    wait_for(status, timeout=10, interval=0.03)
+    poll_until(status, timeout=10, interval=0.03, what="the run to end")
     return seen
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.testing.simulator.helpers import TERMINAL, api, final_status, wait_for
+from tests.testing.simulator.helpers import TERMINAL, api, final_status
 
 
 @pytest.mark.aac_simulator(run_duration=0.3)
@@ -86,7 +87,7 @@ def test_flow_run_follows_its_job_groups(aac_simulator: AACSimulator, aac_token_
         status: str = api(aac_simulator, "GET", f"/v4/flowRuns/{flow_run_id}/status", token).json()
         return status if status in TERMINAL else None
 
-    final = wait_for(finished)
+    final = poll_until(finished, timeout=10, interval=0.02, what=f"flow run {flow_run_id} to end")
     detail = api(aac_simulator, "GET", f"/v4/flowRuns/{flow_run_id}", token).json()
 
     assert final == "Failed"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import (
     AAC_RATE_LIMITS,
     FILE_INPUT_REFUSAL,
@@ -16,7 +17,7 @@ from airflow_provider_aac.testing.simulator import (
     jdbc_table,
     result_file,
 )
-from tests.testing.simulator.helpers import api, exception_name, final_status, wait_for
+from tests.testing.simulator.helpers import api, exception_name, final_status
 
 
 def _run(
@@ -67,7 +68,12 @@ def test_user_limit_refuses_with_aacs_headers_and_starts_nothing(
     assert _run(aac_simulator, token, "/v4/flows/10/run").status_code == 201
 
     refused_at = time.monotonic()
-    wait_for(lambda: _run(aac_simulator, token, "/v4/plans/1/run").status_code == 201 or None, timeout=3)
+    poll_until(
+        lambda: _run(aac_simulator, token, "/v4/plans/1/run").status_code == 201 or None,
+        timeout=3,
+        interval=0.02,
+        what="the rate-limit window to reopen",
+    )
     assert time.monotonic() - refused_at >= wait - 0.1, "the window reopened before its reset"
 
 
@@ -275,4 +281,10 @@ def test_concurrent_run_requests_respect_the_limit_exactly(
         )
     assert sorted(codes) == [201] * 10 + [429] * 30
     assert len({s.execution_id for s in aac_simulator.runs.starts()}) == 10
-    assert wait_for(lambda: aac_simulator.stats()["rate_limited"] or None) == 30
+    rate_limited = poll_until(
+        lambda: aac_simulator.stats()["rate_limited"] or None,
+        timeout=10,
+        interval=0.02,
+        what="the 429s counted",
+    )
+    assert rate_limited == 30

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.testing.simulator.helpers import TIMEOUT, api, wait_for
+from tests.testing.simulator.helpers import TIMEOUT, api
 
 
 def test_sixty_four_concurrent_callers(aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]) -> None:
@@ -43,7 +44,12 @@ def test_stop_ends_keep_alive_connections() -> None:
     sim.stop()
 
     assert time.monotonic() - started < 2
-    wait_for(lambda: True if handler_threads() == before else None)
+    poll_until(
+        lambda: handler_threads() == before or None,
+        timeout=TIMEOUT,
+        interval=0.02,
+        what="handler threads to end",
+    )
     with pytest.raises(RuntimeError):
         _ = sim.base_url
     session.close()

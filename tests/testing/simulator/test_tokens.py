@@ -16,8 +16,9 @@ import jwt
 import pytest
 import requests
 
+from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.testing.simulator.helpers import TIMEOUT, api, refresh, sleep_until, wait_for
+from tests.testing.simulator.helpers import TIMEOUT, api, refresh, sleep_until
 
 
 def test_minted_pair_calls_the_api(aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]) -> None:
@@ -103,7 +104,7 @@ def test_expired_access_token_is_rejected(aac_simulator: AACSimulator) -> None:
         response = api(aac_simulator, "GET", "/v4/people/current", pair["access_token"])
         return response if response.status_code == 401 else None
 
-    expired = wait_for(rejection)
+    expired = poll_until(rejection, timeout=TIMEOUT, interval=0.02, what="the expired token's 401")
 
     assert expired.text == "Unauthorized"  # AAC's plain-text 401 does not say why
     assert aac_simulator.stats()["api_unauthorized"] >= 1
