@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND
+from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND, REFRESH_DAG_FILE
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode, get_named_connection
 from airflow_provider_aac.tokens.manager import TokenManager
@@ -136,9 +136,8 @@ def _refresh_dag_gaps(config: AACConnectionConfig, *, needed: bool) -> list[Gap]
         gaps.append(
             Gap(
                 f"the refresh DAG {dag_id!r} ({why})",
-                "copy example_dags/aac_token_refresh.py into the DAGs folder, or add a DAG file with: "
-                "from airflow_provider_aac.dags.refresh import create_refresh_dag; "
-                f"dag = create_refresh_dag({dag_id!r}, aac_conn_id={config.conn_id!r})",
+                "add a file to the DAGs folder whose one line is: "
+                + REFRESH_DAG_FILE.format(dag_id=dag_id, conn_id=config.conn_id),
             )
         )
     elif paused:

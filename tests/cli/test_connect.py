@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from airflow_provider_aac.dags.refresh import REFRESH_DAG_FILE
 from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import aac, no_token_in, terminal
@@ -43,6 +44,8 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
     assert "an Airflow API connection" in screen.text
     assert "airflow connections add airflow_api --conn-type http" in screen.text
     assert "the refresh DAG 'aac_token_refresh'" in screen.text
+    # tests/dags/test_refresh.py parses this line as a DAG file.
+    assert REFRESH_DAG_FILE.format(dag_id="aac_token_refresh", conn_id=conn_id) in screen.text
     assert 'airflow pools set aac_token_refresh 1 "AAC token refresh"' in screen.text
 
 
