@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.cli.output import duration, fail, say, table, when
+from airflow_provider_aac.cli.output import SKEW_NOTE, duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
@@ -26,6 +26,7 @@ from airflow_provider_aac.core.token_state import (
     MAINTAINED_KEYS,
     REFRESH_TOKEN,
     as_int,
+    jwt_skew_margin,
     parse_extra,
 )
 from airflow_provider_aac.errors import AACConfigError, AACError
@@ -53,7 +54,7 @@ def _connect(args: argparse.Namespace) -> int:
     conn_id: str = args.conn_id
     refuse_unwritable(conn_id)
     pair = read_pair(from_stdin=args.stdin, from_file=args.from_file)
-    claims = read_claims(pair.access_token, where="the access token given")
+    claims = read_claims(pair.access_token, where=pair.source)
     stored_host, stored_extra = _stored(conn_id)
     host = args.host or stored_host or _host_for_issuer(claims.issuer)
     if not host:
@@ -118,6 +119,7 @@ def _claim_rows(
     if claims.expires_at is not None:
         left = claims.expires_at - now
         access += f" (expired {duration(-left)} ago)" if left <= 0 else f" (in {duration(left)})"
+        access += f", its exp claim; {SKEW_NOTE.format(margin=duration(jwt_skew_margin(claims.lifetime)))}"
     refresh = "not recorded (pass --refresh-expires-at DATE to be warned before it)"
     if deadline is not None:
         refresh = f"{when(deadline)} (in {duration(deadline - now)})"

@@ -14,7 +14,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_aac.cli.output import DEAD, DEGRADED, FAILED, OK, duration, fail, say, table, when
+from airflow_provider_aac.cli.output import (
+    DEAD,
+    DEGRADED,
+    FAILED,
+    OK,
+    SKEW_NOTE,
+    duration,
+    fail,
+    say,
+    table,
+    when,
+)
 from airflow_provider_aac.cli.readiness import component_modes
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
@@ -23,7 +34,7 @@ from airflow_provider_aac.core.token_health import (
     check_thresholds,
     parse_refresh_deadline,
 )
-from airflow_provider_aac.core.token_state import LAST_INTERRUPTED, InFlight
+from airflow_provider_aac.core.token_state import LAST_INTERRUPTED, InFlight, TokenState, jwt_skew_margin
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import CONN_TYPE, read_config
 from airflow_provider_aac.tokens.rescue_places import rescue_for
@@ -43,6 +54,7 @@ class ChainStatus:
     generation: int | None = None
     access_expires_at: float | None = None
     access_seconds_left: float | None = None
+    access_expiry_basis: str | None = None
     refreshed_at: float | None = None
     refreshed_by: str | None = None
     refreshed_mode: str | None = None
@@ -126,6 +138,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         left = state.seconds_left(now)
         chain.access_expires_at = state.expires_at()
         chain.access_seconds_left = None if chain.access_expires_at is None else left
+        chain.access_expiry_basis = _expiry_basis(state)
     except AACError as err:
         chain.worsen(UNREADABLE, str(err))
         return chain
@@ -184,6 +197,17 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
     return chain
 
 
+def _expiry_basis(state: TokenState) -> str | None:
+    """Why the expiry shown may differ from the token's exp claim that ``connect`` printed."""
+    if state.has_recorded_expiry:
+        return "by this machine's clock: when its refresh asked AAC, plus AAC's expires_in"
+    claims = state.claims()
+    if claims.expires_at is None:
+        return None
+    margin = SKEW_NOTE.format(margin=duration(jwt_skew_margin(claims.lifetime)))
+    return f"its exp claim says {when(claims.expires_at)}; {margin}"
+
+
 def render(chain: ChainStatus, now: float) -> str:
     if chain.verdict == UNREADABLE:
         return f"{chain.conn_id}: {chain.verdict}\n  {chain.reasons[0]}"
@@ -193,6 +217,8 @@ def render(chain: ChainStatus, now: float) -> str:
         access = (
             f"expired {duration(-left)} ago" if left <= 0 else f"{duration(left)} left"
         ) + f" (until {when(chain.access_expires_at)})"
+        if chain.access_expiry_basis:
+            access += f": {chain.access_expiry_basis}"
     refreshed = "never, by the provider" if chain.refreshed_at is None else when(chain.refreshed_at)
     if chain.refreshed_by:
         refreshed += f" by {chain.refreshed_by}"

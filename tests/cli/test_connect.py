@@ -37,6 +37,7 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
     assert f"client id               {sim.client_id}" in screen.text
     assert f"issuer                  {issuer}" in screen.text
     assert "AAC accepts the access token: signed in" in screen.text
+    assert "its exp claim; the provider counts it as ending 30s earlier, a margin for clocks" in screen.text
     assert "Refresh token not spent." in screen.text
     assert f"Created connection {conn_id!r} (generation 0)." in screen.text
     assert "api-server, scheduler, CLI  metadata_db" in screen.text
@@ -134,3 +135,20 @@ def test_without_a_terminal_or_a_flag_nothing_is_read(airflow_pg_home: AirflowHo
     assert result.returncode == 1
     assert "Pass --stdin to read the tokens from it, or --from-file PATH." in result.stderr
     assert airflow_pg_home.get_connection("aac_cli_connect_no_tty") is None
+
+
+def test_an_access_token_that_is_not_a_jwt_is_named_by_where_it_was_read(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    result = aac(
+        airflow_pg_home,
+        "connect",
+        "aac_cli_connect_not_jwt",
+        "--host",
+        "https://us1.alteryxcloud.com",
+        "--stdin",
+        stdin=json.dumps({"access_token": "not-a-jwt", "refresh_token": "r-not-stored"}),
+    )
+    assert result.returncode == 1
+    assert "The access token in standard input is not a JWT (DecodeError)." in result.stderr, result.stderr
+    assert airflow_pg_home.get_connection("aac_cli_connect_not_jwt") is None
