@@ -20,8 +20,8 @@ services:
 	bash scripts/services.sh
 
 lint: venv
-	$(BIN)/ruff check airflow_provider_aac tests bench demo docs/conf.py docs/_ext
-	$(BIN)/ruff format --check airflow_provider_aac tests bench demo docs/conf.py docs/_ext
+	$(BIN)/ruff check airflow_provider_aac tests bench demo scripts docs/conf.py docs/_ext
+	$(BIN)/ruff format --check airflow_provider_aac tests bench demo scripts docs/conf.py docs/_ext
 	$(BIN)/mypy airflow_provider_aac
 
 test: venv services lint
@@ -46,7 +46,7 @@ dist: venv
 	$(BIN)/twine check --strict dist/*
 
 # What CI checks of the artifacts: installed (not editable) on the lowest and highest Airflow.
-check-dist: venv services
+check-dist: venv
 	bash scripts/check_dist.sh
 
 clean:
