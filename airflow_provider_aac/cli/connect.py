@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from airflow_provider_aac.cli.output import SKEW_NOTE, duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 from airflow_provider_aac.core.token_health import REFRESH_EXPIRES_AT, parse_refresh_deadline
 from airflow_provider_aac.core.token_state import (
@@ -77,7 +78,7 @@ def _connect(args: argparse.Namespace) -> int:
         say(
             f"The access token expired at {when(claims.expires_at)}, so it cannot be checked with AAC. "
             "The pair is stored as given; the first process that needs a token will spend the refresh "
-            f"token to get a new pair (to do it now: airflow aac refresh {conn_id})."
+            f"token to get a new pair (to do it now: {AAC_CLI} refresh {conn_id})."
         )
     elif args.skip_check:
         say("Not checked with AAC (--skip-check).")

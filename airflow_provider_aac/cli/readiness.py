@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND, REFRESH_DAG_FILE
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode, get_named_connection
@@ -98,7 +99,7 @@ def assess(config: AACConnectionConfig) -> Readiness:
                 "pair through the api-server, and cannot without one",
                 "airflow connections add airflow_api --conn-type http --conn-host http://<api-server>:8080 "
                 "--conn-login <user> --conn-password <password>; then name it in the connection: "
-                f"airflow aac connect {conn_id} --airflow-api-conn-id airflow_api (with the pair), "
+                f"{AAC_CLI} connect {conn_id} --airflow-api-conn-id airflow_api (with the pair), "
                 'or add "airflow_api_conn_id": "airflow_api" to its extra in the UI',
             )
         )

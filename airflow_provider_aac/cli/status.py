@@ -27,6 +27,7 @@ from airflow_provider_aac.cli.output import (
     when,
 )
 from airflow_provider_aac.cli.readiness import component_modes
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
     HealthLevel,
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("status", err)
     if not conn_ids:
         return fail(
-            "status", "There is no aac connection in the metadata DB. Create one: airflow aac connect ID"
+            "status", f"There is no aac connection in the metadata DB. Create one: {AAC_CLI} connect ID"
         )
     now = time.time()
     chains = [chain_status(conn_id, now, warn_days, fail_days) for conn_id in conn_ids]
@@ -162,7 +163,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         chain.worsen(
             DEAD_WORD,
             f"AAC rejected the stored refresh token ({state.dead_chain.describe()}). Generate a new pair in "
-            f"AAC and store it: airflow aac connect {conn_id}",
+            f"AAC and store it: {AAC_CLI} connect {conn_id}",
         )
     marker = state.in_flight
     if marker is not None and marker.lease_until > now:
@@ -192,7 +193,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         chain.worsen(
             DEGRADED_WORD,
             f"a refresh by {held.by} received a new pair at {when(held.held_at)} that is not stored yet; "
-            f"store it now: airflow aac restore {conn_id}",
+            f"store it now: {AAC_CLI} restore {conn_id}",
         )
     return chain
 
