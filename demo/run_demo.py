@@ -23,10 +23,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
-from airflow_provider_aac.testing.simulator import AACSimulator
-
 DEMO_DIR = Path(__file__).resolve().parent
+# The Airflow harness is this repository's own (tests/support), not part of the package.
+sys.path.insert(0, str(DEMO_DIR.parent))
+
+from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster  # noqa: E402
+
 ACCESS_TTL = 20.0
 REFRESH_DAG = "aac_token_refresh"
 DEMO_DAG = "aac_demo"

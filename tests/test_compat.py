@@ -20,9 +20,9 @@ from airflow import __version__ as airflow_version
 from airflow_provider_aac import compat
 from airflow_provider_aac.compat import AIRFLOW_V_3_1_PLUS, connection_tested_as
 from airflow_provider_aac.get_provider_info import CONN_FIELDS
-from airflow_provider_aac.testing.airflow_env import ApiServer
-from airflow_provider_aac.testing.airflow_home import minted_aac_extra
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import ApiServer
+from tests.support.airflow_home import minted_aac_extra
 
 
 @pytest.mark.parametrize("name", sorted(compat._HOMES))

@@ -11,8 +11,8 @@ from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.core import token_state
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.get_provider_info import CONN_FIELDS, MAINTAINED_KEYS, get_provider_info
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode
+from tests.support.airflow_env import AirflowHome
 
 
 def test_airflow_lists_the_provider_and_keeps_the_connection_type(airflow_sqlite_home: AirflowHome) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from airflow_provider_aac.dags.refresh import REFRESH_DAG_FILE
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import aac, no_token_in, terminal
+from tests.support.airflow_env import AirflowHome
 
 ACCESS_PROMPT = "Access token (input hidden): "
 REFRESH_PROMPT = "Refresh token (input hidden): "

@@ -6,9 +6,9 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import ENTRY_POINTS, aac, hold_a_refreshed_pair, no_token_in
+from tests.support.airflow_env import AirflowHome
 
 DEGRADED, DEAD = 3, 4
 

@@ -31,9 +31,9 @@ from airflow_provider_aac.dags.refresh import (
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.operators.aac_env import context_for
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
 

@@ -13,8 +13,8 @@ import signal
 import psycopg2
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import Scene, scene, wait_for
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 SHORT_LEASE = 4.0
 

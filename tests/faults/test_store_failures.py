@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import answered, scene, wait_for
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.private_services import PrivatePostgres
 
 REST_MODES = ("lock_postgres", "lock_redis", "single_writer")

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import (
+from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.faults.scene import REPO_ROOT, Refresher, wait_for
+from tests.support.airflow_env import (
     AirflowCluster,
     AirflowEnvError,
     AirflowHome,
     start_cluster,
 )
-from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.faults.scene import REPO_ROOT, Refresher, wait_for
 from tests.support.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.airflow_cluster

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster
 
 pytestmark = pytest.mark.airflow_cluster
 
