@@ -64,3 +64,20 @@ def test_every_diagram_a_page_draws_has_its_source() -> None:
     assert {name for _, name in drawn} >= {"diagrams/token-lifecycle.dot", "diagrams/modes.dot"}
     for page, name in drawn:
         assert (page.parent / name).is_file(), f"{page.name} draws {name}, which does not exist"
+
+
+def test_the_testing_page_promises_exactly_what_the_simulator_offers() -> None:
+    """docs/testing.md makes a stability promise by name: a new public name must be added there."""
+    import inspect
+
+    from airflow_provider_aac.testing.simulator import AACSimulator
+
+    text = (ROOT / "docs" / "testing.md").read_text()
+    public = {name for name in vars(AACSimulator) if not name.startswith("_")} | {"runs"}
+    public |= set(inspect.signature(AACSimulator.__init__).parameters) - {"self"}
+    assert not [name for name in sorted(public) if f"`{name}`" not in text]
+    assert "`aac_simulator`" in text and "`aac_token_pair`" in text
+    packaged = {path.stem for path in (ROOT / "airflow_provider_aac" / "testing").glob("*.py")}
+    assert packaged == {"__init__", "pytest_plugin"}, (
+        "the rest of testing/ is this repository's (tests/support)"
+    )

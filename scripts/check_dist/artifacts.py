@@ -11,8 +11,10 @@ import zipfile
 from email.parser import Parser
 
 USER_EXTRAS = {"postgres", "redis", "openlineage", "testing"}
-# The repository's own Airflow harness stays out of the wheel (tests/support holds it).
-NOT_IN_WHEEL = ("tests/", "airflow_provider_aac/testing/airflow_cluster.py")
+NOT_IN_WHEEL = ("tests/",)
+# Of testing/, only what docs/testing.md makes public ships; the Airflow harness is tests/support's.
+TESTING = "airflow_provider_aac/testing/"
+PUBLIC_TESTING = (f"{TESTING}__init__.py", f"{TESTING}pytest_plugin.py", f"{TESTING}simulator/")
 IN_SDIST = (
     "LICENSE",
     "NOTICE",
@@ -52,6 +54,11 @@ def main(sdist: str, wheel: str) -> list[str]:
     if "](docs/" in (metadata.get_payload() or ""):
         problems.append("the long description has relative docs/ links, which break on the package index")
     problems += [f"the wheel holds {n}" for n in names if n.startswith(NOT_IN_WHEEL)]
+    problems += [
+        f"the wheel holds {n}, which is not public"
+        for n in names
+        if n.startswith(TESTING) and not n.startswith(PUBLIC_TESTING)
+    ]
     if not any(n.endswith("example_dags/aac_token_refresh.py") for n in names):
         problems.append("the wheel has no example_dags/aac_token_refresh.py")
     with tarfile.open(sdist) as archive:
