@@ -3,14 +3,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv services lint test test-fast compat docs demo bench clean
+.PHONY: all venv services lint test test-fast compat docs demo bench dist check-dist clean
 
 all: test
 
+# The development groups of pyproject.toml (PEP 735); `pip install --group` needs pip 25.1+.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/pip install --quiet -e . --group test --group lint --group dist
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,8 +20,8 @@ services:
 	bash scripts/services.sh
 
 lint: venv
-	$(BIN)/ruff check airflow_provider_aac tests bench example_dags demo docs/conf.py docs/_ext
-	$(BIN)/ruff format --check airflow_provider_aac tests bench example_dags demo docs/conf.py docs/_ext
+	$(BIN)/ruff check airflow_provider_aac tests bench demo scripts docs/conf.py docs/_ext
+	$(BIN)/ruff format --check airflow_provider_aac tests bench demo scripts docs/conf.py docs/_ext
 	$(BIN)/mypy airflow_provider_aac
 
 test: venv services lint
@@ -48,5 +49,15 @@ demo: venv
 bench: venv services
 	$(BIN)/python bench/token_overhead.py
 
+# The sdist and wheel a release uploads, into dist/.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+# What CI checks of the artifacts: installed (not editable) on the lowest and highest Airflow.
+check-dist: venv
+	bash scripts/check_dist.sh
+
 clean:
-	rm -rf $(VENV) .demo build docs/_build *.egg-info
+	rm -rf $(VENV) .demo build dist docs/_build *.egg-info

@@ -59,6 +59,9 @@ AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 DECLARATIVE_CONNECTION_FORM = AIRFLOW_V_3_2_PLUS
 #: From 3.3 the triggerer calls ``on_kill`` only for a user's stop, not for a triggerer restart.
 TRIGGERER_CALLS_ON_KILL = AIRFLOW_V_3_3_PLUS
+#: The provider's commands as fix texts name them: ``airflow aac`` from 3.2 (the provider info's
+#: ``cli`` entry); before, only the ``airflow-aac`` script that pip installs.
+AAC_CLI = "airflow aac" if AIRFLOW_V_3_2_PLUS else "airflow-aac"
 
 # Where each moved name lives, the newest home first.
 _HOMES: dict[str, tuple[str, ...]] = {

@@ -130,29 +130,39 @@ CONN_FIELDS: dict[str, Any] = {
 }
 
 
+INTEGRATION = "Alteryx Analytics Cloud"
+DOCS_URL = "https://airflow-provider-aac.readthedocs.io/"
+
+
+def _modules(*modules: str) -> list[dict[str, Any]]:
+    return [
+        {"integration-name": INTEGRATION, "python-modules": [f"airflow_provider_aac.{m}" for m in modules]}
+    ]
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-aac",
-        "name": "Alteryx Analytics Cloud",
+        "name": INTEGRATION,
         "description": "Run Alteryx Analytics Cloud plans, flows and jobs, with rotating OAuth 2.0 tokens.",
         "versions": [__version__],
+        "integrations": [
+            {"integration-name": INTEGRATION, "external-doc-url": DOCS_URL, "tags": ["service"]}
+        ],
+        "operators": _modules("operators.aac", "operators.token_health"),
+        "sensors": _modules("sensors.aac"),
+        "hooks": _modules("hooks.aac"),
+        "triggers": _modules("triggers.aac"),
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_aac.hooks.aac.AACHook",
-                "hook-name": "Alteryx Analytics Cloud",
+                "hook-name": INTEGRATION,
                 "connection-type": "aac",
                 "conn-fields": CONN_FIELDS,
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
-        "hook-class-names": ["airflow_provider_aac.hooks.aac.AACHook"],
         "extra-links": ["airflow_provider_aac.links.aac.AACRunLink"],
-        "triggers": [
-            {
-                "integration-name": "Alteryx Analytics Cloud",
-                "python-modules": ["airflow_provider_aac.triggers.aac"],
-            }
-        ],
         # `airflow aac ...` on Airflow 3.2+; earlier versions ignore the key (use `airflow-aac`).
         "cli": ["airflow_provider_aac.cli.definition.get_cli_commands"],
     }

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome  # noqa: E402
+from tests.support.airflow_env import AirflowHome  # noqa: E402
 
 SCRIPT = textwrap.dedent(
     """

@@ -24,8 +24,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.airflow_env import AirflowHome, poll_until  # noqa: E402
 
 ACCESS_TTL = 60.0
 MIN_TTL = 5.0

@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, start_api_server  # noqa: E402
 from tests.faults.scene import Scene, answered, scene, wait_for  # noqa: E402
+from tests.support.airflow_env import AirflowHome, ApiServer, start_api_server  # noqa: E402
 from tests.support.private_services import PrivatePostgres  # noqa: E402
 
 REST_MODES = ("lock_postgres", "lock_redis", "single_writer")

@@ -35,9 +35,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, start_api_server  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
 from bench.long_outage import add_lock_connections  # noqa: E402
+from tests.support.airflow_env import AirflowHome, ApiServer, start_api_server  # noqa: E402
 from tests.support.fault_proxy import FaultProxy, Rule  # noqa: E402
 
 MODES = ("metadata_db", "lock_postgres", "lock_redis", "single_writer")

@@ -32,9 +32,9 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, start_api_server  # noqa: E402
-from airflow_provider_aac.testing.airflow_home import minted_aac_extra  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.airflow_env import AirflowHome, start_api_server  # noqa: E402
+from tests.support.airflow_home import minted_aac_extra  # noqa: E402
 from tests.support.race_worker import call_span, race  # noqa: E402
 
 ACCESS_TTL = 4.0

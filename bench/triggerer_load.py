@@ -33,8 +33,8 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from airflow_provider_aac.testing.airflow_home import AirflowHome  # noqa: E402
 from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.airflow_home import AirflowHome  # noqa: E402
 
 ACCESS_TTL = 5.0
 MIN_TTL = 1.0

@@ -9,7 +9,8 @@ connection from a freshly minted pair, and runs:
 - a DAG whose tasks call AAC through ``AACHook`` across several access-token lifetimes,
   a deferrable plan run that completes, and a plan that fails its task with AAC's message.
 
-Then prints a summary (runs, outcomes, calls, refreshes, reuses) and stops everything.
+Then prints a summary (runs, outcomes, every refresh DAG run by state and by what started
+it, calls, refreshes, reuses) and stops everything.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
-from airflow_provider_aac.testing.simulator import AACSimulator
+from typing import Any
 
 DEMO_DIR = Path(__file__).resolve().parent
+# The Airflow harness is this repository's own (tests/support), not part of the package.
+sys.path.insert(0, str(DEMO_DIR.parent))
+
+from airflow_provider_aac.testing.simulator import AACSimulator  # noqa: E402
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster  # noqa: E402
+
 ACCESS_TTL = 20.0
 REFRESH_DAG = "aac_token_refresh"
 DEMO_DAG = "aac_demo"
@@ -73,6 +79,37 @@ def deferred(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) ->
     return "deferred" in log or "defer" in log
 
 
+# Every state a refresh DAG run can be in when the demo reads them, and what it means here.
+RUN_STATES = {
+    "success": "finished",
+    "running": "still under way when the demo stopped Airflow: on a 5 s schedule one nearly always is",
+    "queued": "queued when the demo stopped Airflow, next on the 5 s schedule",
+    "failed": "failed",
+}
+RUN_TYPES = {"scheduled": "on its 5 s schedule", "manual": "asked for by a task that needed a fresher token"}
+
+
+def refresh_run_lines(cluster: AirflowCluster, runs: list[dict[str, Any]]) -> list[str]:
+    """Every refresh DAG run counted, by state, with why it is in that state."""
+    lines = []
+    for state, count in Counter(run["state"] for run in runs).most_common():
+        of_state = [run for run in runs if run["state"] == state]
+        kinds = Counter(RUN_TYPES.get(run["run_type"], run["run_type"]) for run in of_state)
+        how = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        lines.append(f"  {count:>3} {state:<9} {RUN_STATES.get(state, state)} ({how})")
+        if state == "failed":
+            for run in of_state:
+                failed = [
+                    t
+                    for t in cluster.task_instances(REFRESH_DAG, run["dag_run_id"])
+                    if t["state"] == "failed"
+                ]
+                for ti in failed:
+                    reason = failure_line(cluster, REFRESH_DAG, run["dag_run_id"], ti["task_id"])
+                    lines.append(f"      {run['dag_run_id']} {ti['task_id']}: {reason}")
+    return lines
+
+
 def main() -> int:
     started = time.monotonic()
     with AACSimulator(access_ttl=ACCESS_TTL, run_duration=6.0) as sim, AirflowHome(backend="sqlite") as home:
@@ -100,8 +137,9 @@ def main() -> int:
             how = "deferred to the triggerer" if deferred(cluster, DEMO_DAG, run_id, "run_plan") else "waited"
             say(f"plan run {plan['value']}: {how}, then completed")
             say(f"failing plan: {failure_line(cluster, DEMO_DAG, run_id, 'run_failing_plan')}")
-            states = [r["state"] for r in refresh_runs]
-            say(f"refresh DAG runs: {len(states)} ({states.count('success')} succeeded)")
+            say(f"refresh DAG runs: {len(refresh_runs)}")
+            for line in refresh_run_lines(cluster, refresh_runs):
+                print(line)
             stored = home.get_connection_extra("aac_default")
             print()
             say(

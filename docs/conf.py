@@ -30,8 +30,11 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinx.ext.graphviz",
     "aac_error_messages",
 ]
+# The diagrams (docs/diagrams/*.dot) are drawn at build time by graphviz's dot (Debian's graphviz).
+graphviz_output_format = "svg"
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 source_suffix = {".md": "markdown"}
@@ -53,7 +56,7 @@ html_title = f"airflow-provider-aac {release}"
 nitpicky = True
 nitpick_ignore_regex = [
     ("py:class", r"(airflow|requests|httpx|collections\.abc|datetime|typing)\..*"),
-    ("py:class", r"Context|TaskInstanceKey|BaseOperator|RunKind|RunState|RefreshOutcome|Backoff"),
+    ("py:class", r"Context|TaskInstanceKey|BaseOperator|XComArg|RunKind|RunState|RefreshOutcome|Backoff"),
     ("py:(class|func|mod|obj)", r"airflow_provider_aac\.(core|resume|runs|tokens)(\..*)?"),
     ("py:class", r"airflow_provider_aac\.hooks\.aac\.T"),
     ("py:class", r"WarningCallback|A task callback.*"),

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import (
+from airflow_provider_aac.tokens.token_cache import process_token_cache
+from tests.support.airflow_env import (
     AirflowHome,
     ApiServer,
     start_api_server,
 )
-from airflow_provider_aac.tokens.token_cache import process_token_cache
 from tests.support.requirements import require_postgres
 
 pytest_plugins = ["tests.support.fault_fixtures"]
@@ -63,7 +63,7 @@ def _empty_token_cache() -> Iterator[None]:
 
 
 # =====================================================================================
-# Real Airflow environments (airflow_provider_aac.testing.airflow_env)
+# Real Airflow environments (tests.support.airflow_env)
 #
 # Session-scoped and lazy: nothing starts until a test asks for the fixture, and each
 # environment is built once per session. Tests sharing them must use unique conn_ids.

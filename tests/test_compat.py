@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from airflow import __version__ as airflow_version
@@ -18,9 +20,9 @@ from airflow import __version__ as airflow_version
 from airflow_provider_aac import compat
 from airflow_provider_aac.compat import AIRFLOW_V_3_1_PLUS, connection_tested_as
 from airflow_provider_aac.get_provider_info import CONN_FIELDS
-from airflow_provider_aac.testing.airflow_env import ApiServer
-from airflow_provider_aac.testing.airflow_home import minted_aac_extra
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import ApiServer
+from tests.support.airflow_home import minted_aac_extra
 from tests.support.spec_summary import SPEC_COMPLETE
 
 
@@ -35,6 +37,25 @@ def test_version_facts_follow_the_installed_release() -> None:
     assert (major, minor) >= (3, 0)
     assert ((major, minor) >= (3, 2)) == compat.DECLARATIVE_CONNECTION_FORM
     assert ((major, minor) >= (3, 3)) == compat.TRIGGERER_CALLS_ON_KILL
+
+
+def test_the_command_fix_texts_name_exists_on_this_airflow(tmp_path: Path) -> None:
+    """``airflow aac`` from 3.2; before, only the ``airflow-aac`` script: fix texts must name one that runs."""
+    program, *args = compat.AAC_CLI.split()
+    command = (
+        [sys.executable, "-m", "airflow", *args]
+        if program == "airflow"
+        else [str(Path(sys.executable).parent / program)]
+    )
+    result = subprocess.run(
+        [*command, "status", "--help"],
+        env={**os.environ, "AIRFLOW_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--warn-days" in result.stdout
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

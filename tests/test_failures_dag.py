@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome
 
 DAG = """
 from datetime import timedelta

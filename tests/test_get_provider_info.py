@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,8 @@ from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.core import token_state
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.get_provider_info import CONN_FIELDS, MAINTAINED_KEYS, get_provider_info
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode
+from tests.support.airflow_env import AirflowHome
 
 
 def test_airflow_lists_the_provider_and_keeps_the_connection_type(airflow_sqlite_home: AirflowHome) -> None:
@@ -58,6 +59,31 @@ def test_links_and_triggers_are_importable() -> None:
     for trigger in info["triggers"]:
         for module in trigger["python-modules"]:
             assert hasattr(importlib.import_module(module), "AACRunTrigger")
+
+
+def test_the_provider_info_is_valid_by_airflows_own_schema() -> None:
+    """The schema Airflow's providers manager validates against, from the installed Airflow."""
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    deprecated = {key for key, spec in schema["properties"].items() if "deprecated" in spec}
+    assert not deprecated & set(info), f"deprecated keys: {deprecated & set(info)}"
+
+
+def test_every_module_list_names_a_declared_integration_and_exists() -> None:
+    import importlib
+
+    info = get_provider_info()
+    declared = {entry["integration-name"] for entry in info["integrations"]}
+    assert all(entry["external-doc-url"].startswith("https://") for entry in info["integrations"])
+    for section in ("operators", "sensors", "hooks", "triggers"):
+        for entry in info[section]:
+            assert entry["integration-name"] in declared, section
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
 
 
 def test_the_form_hides_exactly_the_keys_the_provider_maintains() -> None:

@@ -19,9 +19,9 @@ import pytest
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.lineage import DatasetRef, collect, file_ref, table_ref
 from airflow_provider_aac.runs import RunKind
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator, jdbc_table, result_file
 from tests.operators.aac_env import aac_conn, start_run
+from tests.support.airflow_env import AirflowHome
 
 __all__ = ["aac_conn"]
 

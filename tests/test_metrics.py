@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aac import metrics
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+")
 SCRIPT = textwrap.dedent(

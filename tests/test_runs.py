@@ -32,10 +32,10 @@ from airflow_provider_aac.runs import (
     positive_seconds,
     run_url,
 )
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
 from tests.operators.aac_env import aac_conn, start_run
+from tests.support.processes import poll_until
 
 __all__ = ["aac_conn"]
 

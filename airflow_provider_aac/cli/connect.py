@@ -15,9 +15,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.cli.output import duration, fail, say, table, when
+from airflow_provider_aac.cli.output import SKEW_NOTE, duration, fail, say, table, when
 from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 from airflow_provider_aac.core.token_health import (
@@ -31,6 +32,7 @@ from airflow_provider_aac.core.token_state import (
     MAINTAINED_KEYS,
     REFRESH_TOKEN,
     as_int,
+    jwt_skew_margin,
     parse_extra,
 )
 from airflow_provider_aac.errors import AACConfigError, AACError
@@ -58,7 +60,7 @@ def _connect(args: argparse.Namespace) -> int:
     conn_id: str = args.conn_id
     refuse_unwritable(conn_id)
     pair = read_pair(from_stdin=args.stdin, from_file=args.from_file)
-    claims = read_claims(pair.access_token, where="the access token given")
+    claims = read_claims(pair.access_token, where=pair.source)
     stored_host, stored_extra = _stored(conn_id)
     host = args.host or stored_host or _host_for_issuer(claims.issuer)
     if not host:
@@ -83,7 +85,7 @@ def _connect(args: argparse.Namespace) -> int:
         say(
             f"The access token expired at {when(claims.expires_at)}, so it cannot be checked with AAC. "
             "The pair is stored as given; the first process that needs a token will spend the refresh "
-            f"token to get a new pair (to do it now: airflow aac refresh {conn_id})."
+            f"token to get a new pair (to do it now: {AAC_CLI} refresh {conn_id})."
         )
     elif args.skip_check:
         say("Not checked with AAC (--skip-check).")
@@ -128,6 +130,7 @@ def _claim_rows(
     if claims.expires_at is not None:
         left = claims.expires_at - now
         access += f" (expired {duration(-left)} ago)" if left <= 0 else f" (in {duration(left)})"
+        access += f", its exp claim; {SKEW_NOTE.format(margin=duration(jwt_skew_margin(claims.lifetime)))}"
     refresh = "not recorded (pass --refresh-expires-at DATE to be warned before it)"
     if deadline is not None:
         refresh = f"{when(deadline)} (in {duration(deadline - now)})"

@@ -40,6 +40,10 @@ def when(epoch: float | None) -> str:
     return "-" if epoch is None else utc_iso(epoch).replace("+00:00", "Z")
 
 
+# connect shows a token's exp claim; status and the refreshes count it as ending this much earlier.
+SKEW_NOTE = "the provider counts it as ending {margin} earlier, a margin for clocks that disagree"
+
+
 def duration(seconds: float | None) -> str:
     """A length of time as a person reads it: 4m 10s, 3h 05m, 12d 4h."""
     if seconds is None:

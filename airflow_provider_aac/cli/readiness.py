@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND
+from airflow_provider_aac.compat import AAC_CLI
+from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND, REFRESH_DAG_FILE
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode, get_named_connection
 from airflow_provider_aac.tokens.manager import TokenManager
@@ -98,7 +99,7 @@ def assess(config: AACConnectionConfig) -> Readiness:
                 "pair through the api-server, and cannot without one",
                 "airflow connections add airflow_api --conn-type http --conn-host http://<api-server>:8080 "
                 "--conn-login <user> --conn-password <password>; then name it in the connection: "
-                f"airflow aac connect {conn_id} --airflow-api-conn-id airflow_api (with the pair), "
+                f"{AAC_CLI} connect {conn_id} --airflow-api-conn-id airflow_api (with the pair), "
                 'or add "airflow_api_conn_id": "airflow_api" to its extra in the UI',
             )
         )
@@ -136,9 +137,8 @@ def _refresh_dag_gaps(config: AACConnectionConfig, *, needed: bool) -> list[Gap]
         gaps.append(
             Gap(
                 f"the refresh DAG {dag_id!r} ({why})",
-                "copy example_dags/aac_token_refresh.py into the DAGs folder, or add a DAG file with: "
-                "from airflow_provider_aac.dags.refresh import create_refresh_dag; "
-                f"dag = create_refresh_dag({dag_id!r}, aac_conn_id={config.conn_id!r})",
+                "add a file to the DAGs folder whose one line is: "
+                + REFRESH_DAG_FILE.format(dag_id=dag_id, conn_id=config.conn_id),
             )
         )
     elif paused:

@@ -14,6 +14,7 @@ import json
 import time
 
 from airflow_provider_aac.cli.output import duration, fail, say, when
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.errors import AACError, AACTokenChainBrokenError
 from airflow_provider_aac.tokens.connection import RefreshMode
 from airflow_provider_aac.tokens.publication import FORCE_GENERATION_CONF
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             )
         outcome = manager.refresh(force=args.force)
     except AACTokenChainBrokenError as err:
-        return fail("refresh", f"{err} With the new pair, the shortest way is: airflow aac connect {conn_id}")
+        return fail("refresh", f"{err} With the new pair, the shortest way is: {AAC_CLI} connect {conn_id}")
     except AACError as err:
         return fail("refresh", err)
     left = None if outcome.access_expires_at is None else outcome.access_expires_at - time.time()

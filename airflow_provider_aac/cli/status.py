@@ -14,8 +14,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_aac.cli.output import DEAD, DEGRADED, FAILED, OK, duration, fail, say, table, when
+from airflow_provider_aac.cli.output import (
+    DEAD,
+    DEGRADED,
+    FAILED,
+    OK,
+    SKEW_NOTE,
+    duration,
+    fail,
+    say,
+    table,
+    when,
+)
 from airflow_provider_aac.cli.readiness import component_modes
+from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.token_health import (
     FROM_FAMILY_CAP,
     HealthLevel,
@@ -23,7 +35,7 @@ from airflow_provider_aac.core.token_health import (
     check_thresholds,
     refresh_deadline,
 )
-from airflow_provider_aac.core.token_state import LAST_INTERRUPTED, InFlight
+from airflow_provider_aac.core.token_state import LAST_INTERRUPTED, InFlight, TokenState, jwt_skew_margin
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.connection import CONN_TYPE, read_config
 from airflow_provider_aac.tokens.rescue_places import rescue_for
@@ -43,6 +55,7 @@ class ChainStatus:
     generation: int | None = None
     access_expires_at: float | None = None
     access_seconds_left: float | None = None
+    access_expiry_basis: str | None = None
     refreshed_at: float | None = None
     refreshed_by: str | None = None
     refreshed_mode: str | None = None
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return fail("status", err)
     if not conn_ids:
         return fail(
-            "status", "There is no aac connection in the metadata DB. Create one: airflow aac connect ID"
+            "status", f"There is no aac connection in the metadata DB. Create one: {AAC_CLI} connect ID"
         )
     now = time.time()
     chains = [chain_status(conn_id, now, warn_days, fail_days) for conn_id in conn_ids]
@@ -126,6 +139,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         left = state.seconds_left(now)
         chain.access_expires_at = state.expires_at()
         chain.access_seconds_left = None if chain.access_expires_at is None else left
+        chain.access_expiry_basis = _expiry_basis(state)
     except AACError as err:
         chain.worsen(UNREADABLE, str(err))
         return chain
@@ -150,7 +164,7 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         chain.worsen(
             DEAD_WORD,
             f"AAC rejected the stored refresh token ({state.dead_chain.describe()}). Generate a new pair in "
-            f"AAC and store it: airflow aac connect {conn_id}",
+            f"AAC and store it: {AAC_CLI} connect {conn_id}",
         )
     marker = state.in_flight
     if marker is not None and marker.lease_until > now:
@@ -180,9 +194,20 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
         chain.worsen(
             DEGRADED_WORD,
             f"a refresh by {held.by} received a new pair at {when(held.held_at)} that is not stored yet; "
-            f"store it now: airflow aac restore {conn_id}",
+            f"store it now: {AAC_CLI} restore {conn_id}",
         )
     return chain
+
+
+def _expiry_basis(state: TokenState) -> str | None:
+    """Why the expiry shown may differ from the token's exp claim that ``connect`` printed."""
+    if state.has_recorded_expiry:
+        return "by this machine's clock: when its refresh asked AAC, plus AAC's expires_in"
+    claims = state.claims()
+    if claims.expires_at is None:
+        return None
+    margin = SKEW_NOTE.format(margin=duration(jwt_skew_margin(claims.lifetime)))
+    return f"its exp claim says {when(claims.expires_at)}; {margin}"
 
 
 def render(chain: ChainStatus, now: float) -> str:
@@ -194,6 +219,8 @@ def render(chain: ChainStatus, now: float) -> str:
         access = (
             f"expired {duration(-left)} ago" if left <= 0 else f"{duration(left)} left"
         ) + f" (until {when(chain.access_expires_at)})"
+        if chain.access_expiry_basis:
+            access += f": {chain.access_expiry_basis}"
     refreshed = "never, by the provider" if chain.refreshed_at is None else when(chain.refreshed_at)
     if chain.refreshed_by:
         refreshed += f" by {chain.refreshed_by}"

@@ -23,6 +23,8 @@ FORMAT_HINT = (
 class Pair:
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
+    source: str = "the tokens given"
+    """Where the pair was read, for messages: "the prompt", "standard input", a file's path."""
 
 
 def read_pair(*, from_stdin: bool, from_file: str | None) -> Pair:
@@ -76,4 +78,4 @@ def _checked(access: str, refresh: str, *, where: str) -> Pair:
         raise AACConfigError(
             f"The access token and the refresh token in {where} are the same; paste both tokens AAC showed."
         )
-    return Pair(access.strip(), refresh.strip())
+    return Pair(access.strip(), refresh.strip(), source=where)

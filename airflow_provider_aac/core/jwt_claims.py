@@ -40,7 +40,7 @@ def read_claims(access_token: str, *, where: str = "the connection") -> AccessTo
             "token: the form and the REST API show secrets masked, and Airflow 3.0's connection "
             "test (the Test button) sends back what it was shown. Type both tokens into the "
             "form before pressing Test, or test the saved connection with "
-            "'airflow aac status CONN_ID'."
+            "'airflow aac status CONN_ID' ('airflow-aac status CONN_ID' before Airflow 3.2)."
         )
     try:
         payload: dict[str, Any] = jwt.decode(

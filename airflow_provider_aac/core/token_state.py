@@ -51,6 +51,11 @@ MAX_CLOCK_SKEW = 30.0
 JWT_SKEW_SHARE = 1 / 10
 
 
+def jwt_skew_margin(lifetime: float | None) -> float:
+    """Seconds taken off a JWT's ``exp`` (the server's clock) for a clock that may be ahead of ours."""
+    return MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime * JWT_SKEW_SHARE)
+
+
 def utc_iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
 
@@ -272,9 +277,7 @@ class TokenState:
         claims = self._claims
         if claims.expires_at is None:
             return None
-        lifetime = claims.lifetime
-        skew = MAX_CLOCK_SKEW if lifetime is None else min(MAX_CLOCK_SKEW, lifetime * JWT_SKEW_SHARE)
-        return claims.expires_at - skew
+        return claims.expires_at - jwt_skew_margin(claims.lifetime)
 
     def lifetime(self) -> float | None:
         if self.access_lifetime is not None and self.access_fingerprint == fingerprint(self.access_token):

@@ -5,7 +5,8 @@ it must run often, alone, and early enough that tasks never wait for it. In the 
 modes it still pays off: tasks find a fresh access token and never refresh themselves,
 and the health check warns before the refresh token's own deadline.
 
-Drop ``example_dags/aac_token_refresh.py`` into the DAGs folder, or build your own::
+A file in the DAGs folder with these lines is all it takes (the commented
+``airflow_provider_aac/example_dags/aac_token_refresh.py`` shows every setting)::
 
     from airflow_provider_aac.dags.refresh import create_refresh_dag
 
@@ -47,6 +48,11 @@ DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # alerts instead of blocking every later run (max_active_runs=1) in silence.
 DAGRUN_TIMEOUT = timedelta(minutes=15)
 POOL_COMMAND = 'airflow pools set {pool} 1 "AAC token refresh"'
+# The whole DAG file a deployment needs, as one line: what the CLI's fix text and the docs show.
+REFRESH_DAG_FILE = (
+    "from airflow_provider_aac.dags.refresh import create_refresh_dag; "
+    "dag = create_refresh_dag({dag_id!r}, aac_conn_id={conn_id!r})"
+)
 
 
 def schedule_interval_seconds(schedule: Any) -> float | None:

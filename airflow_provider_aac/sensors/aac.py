@@ -30,7 +30,7 @@ from airflow_provider_aac.runs import (
 from airflow_provider_aac.tokens.connection import DEFAULT_CONN_ID, read_config
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
 TRIGGER_TIMEOUT_MARGIN = 300.0
 
@@ -161,7 +161,7 @@ class AACPlanRunSensor(AACRunSensorBase):
     id_field = "plan_snapshot_run_id"
     template_fields: Sequence[str] = ("aac_conn_id", "plan_snapshot_run_id")
 
-    def __init__(self, *, plan_snapshot_run_id: int | str, **kwargs: Any) -> None:
+    def __init__(self, *, plan_snapshot_run_id: int | str | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan_snapshot_run_id = plan_snapshot_run_id
         self._check_target(plan_snapshot_run_id)
@@ -177,7 +177,7 @@ class AACFlowRunSensor(AACRunSensorBase):
     id_field = "flow_run_id"
     template_fields: Sequence[str] = ("aac_conn_id", "flow_run_id")
 
-    def __init__(self, *, flow_run_id: int | str, **kwargs: Any) -> None:
+    def __init__(self, *, flow_run_id: int | str | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.flow_run_id = flow_run_id
         self._check_target(flow_run_id)
@@ -193,7 +193,7 @@ class AACJobGroupSensor(AACRunSensorBase):
     id_field = "job_group_id"
     template_fields: Sequence[str] = ("aac_conn_id", "job_group_id")
 
-    def __init__(self, *, job_group_id: int | str, **kwargs: Any) -> None:
+    def __init__(self, *, job_group_id: int | str | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_group_id = job_group_id
         self._check_target(job_group_id)

@@ -21,9 +21,9 @@ import pytest
 
 from airflow_provider_aac.core.token_state import MAINTAINED_KEYS, fingerprint, utc_iso
 from airflow_provider_aac.get_provider_info import CONN_FIELDS
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer, start_api_server
-from airflow_provider_aac.testing.airflow_home import minted_aac_extra
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome, ApiServer, start_api_server
+from tests.support.airflow_home import minted_aac_extra
 from tests.support.requirements import require_postgres, skip_or_fail_without
 from tests.support.spec_summary import SPEC_COMPLETE
 

@@ -23,9 +23,9 @@ from cryptography.fernet import Fernet
 from airflow_provider_aac.core.oauth import refresh_form
 from airflow_provider_aac.core.rescue import HeldPair
 from airflow_provider_aac.core.token_state import fingerprint
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.rescue_places import LocalSpool
+from tests.support.airflow_env import AirflowHome
 
 ENTRY_POINTS = {
     "airflow aac": [sys.executable, "-m", "airflow", "aac"],

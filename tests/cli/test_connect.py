@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
+from airflow_provider_aac.dags.refresh import REFRESH_DAG_FILE
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import aac, no_token_in, terminal
+from tests.support.airflow_env import AirflowHome
 
 ACCESS_PROMPT = "Access token (input hidden): "
 REFRESH_PROMPT = "Refresh token (input hidden): "
@@ -40,6 +41,7 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
     assert f"client id               {sim.client_id}" in screen.text
     assert f"issuer                  {issuer}" in screen.text
     assert "AAC accepts the access token: signed in" in screen.text
+    assert "its exp claim; the provider counts it as ending 30s earlier, a margin for clocks" in screen.text
     assert "Refresh token not spent." in screen.text
     assert f"Created connection {conn_id!r} (generation 0)." in screen.text
     assert "api-server, scheduler, CLI  metadata_db" in screen.text
@@ -47,6 +49,8 @@ def test_the_prompt_stores_a_checked_pair_without_spending_the_refresh_token(
     assert "an Airflow API connection" in screen.text
     assert "airflow connections add airflow_api --conn-type http" in screen.text
     assert "the refresh DAG 'aac_token_refresh'" in screen.text
+    # tests/dags/test_refresh.py parses this line as a DAG file.
+    assert REFRESH_DAG_FILE.format(dag_id="aac_token_refresh", conn_id=conn_id) in screen.text
     assert 'airflow pools set aac_token_refresh 1 "AAC token refresh"' in screen.text
 
 
@@ -158,3 +162,20 @@ def test_without_a_terminal_or_a_flag_nothing_is_read(airflow_pg_home: AirflowHo
     assert result.returncode == 1
     assert "Pass --stdin to read the tokens from it, or --from-file PATH." in result.stderr
     assert airflow_pg_home.get_connection("aac_cli_connect_no_tty") is None
+
+
+def test_an_access_token_that_is_not_a_jwt_is_named_by_where_it_was_read(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    result = aac(
+        airflow_pg_home,
+        "connect",
+        "aac_cli_connect_not_jwt",
+        "--host",
+        "https://us1.alteryxcloud.com",
+        "--stdin",
+        stdin=json.dumps({"access_token": "not-a-jwt", "refresh_token": "r-not-stored"}),
+    )
+    assert result.returncode == 1
+    assert "The access token in standard input is not a JWT (DecodeError)." in result.stderr, result.stderr
+    assert airflow_pg_home.get_connection("aac_cli_connect_not_jwt") is None

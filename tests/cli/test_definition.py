@@ -6,8 +6,8 @@ import importlib
 
 from airflow_provider_aac.cli.definition import COMMANDS
 from airflow_provider_aac.get_provider_info import get_provider_info
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from tests.cli.conftest import ENTRY_POINTS, aac
+from tests.support.airflow_env import AirflowHome
 
 
 def test_the_provider_info_names_a_function_that_gives_airflow_the_aac_group() -> None:

@@ -9,10 +9,10 @@ import time
 import jwt
 
 from airflow_provider_aac.core.api_contract import RELIED_ON
-from airflow_provider_aac.testing.airflow_env import AirflowHome
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import ENTRY_POINTS, aac, no_token_in
+from tests.support.airflow_env import AirflowHome
+from tests.support.processes import poll_until
 
 DRIFT, FAILED = 2, 1
 

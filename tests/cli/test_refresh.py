@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import aac, no_token_in
+from tests.support.airflow_env import AirflowHome
 
 
 def test_refresh_spends_only_when_due_or_forced(airflow_pg_home: AirflowHome) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import aac, hold_a_refreshed_pair, no_token_in
+from tests.support.airflow_env import AirflowHome
 
 
 def test_restore_stores_a_pair_a_refresh_held_back(airflow_pg_home: AirflowHome) -> None:

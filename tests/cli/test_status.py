@@ -6,9 +6,9 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.cli.conftest import ENTRY_POINTS, aac, hold_a_refreshed_pair, no_token_in
+from tests.support.airflow_env import AirflowHome
 
 DEGRADED, DEAD = 3, 4
 
@@ -32,6 +32,8 @@ def test_a_healthy_chain_exits_0_in_both_entry_points(airflow_pg_home: AirflowHo
         by = re.escape(extra["refreshed_by"])
         assert re.search(rf"\n  last refresh +\S+ by {by} in metadata_db mode\n", result.stdout)
         assert re.search(r"\n  refresh-token deadline +\S+ \((89\.9\d*|90\.0) days left\)\n", result.stdout)
+        # connect showed the exp claim; status says where its different time comes from.
+        assert "by this machine's clock: when its refresh asked AAC, plus AAC's expires_in" in result.stdout
     assert as_json.returncode == 0
     report = json.loads(as_json.stdout)
     chain = report["connections"][0]
@@ -96,6 +98,14 @@ def test_the_last_refresh_names_the_mode_it_ran_in_or_that_none_was_recorded(
     unrecorded = r"\n  last refresh +2026-01-02T03:04:05\.000Z by worker-3:1234 \(mode not recorded\)\n"
     assert re.search(unrecorded, older_table.stdout), older_table.stdout
     older_last = json.loads(older_json.stdout)["connections"][0]["last_refresh"]
+    # Never refreshed here: the expiry shown is the exp claim less the skew margin, and says so.
+    shown = re.search(
+        r"left \(until (\S+)\): its exp claim says (\S+); the provider counts it as ending 30s earlier",
+        older_table.stdout,
+    )
+    assert shown, older_table.stdout
+    until, exp = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in shown.groups())
+    assert exp - until == timedelta(seconds=30)
     assert older_last == {"at": "2026-01-02T03:04:05.000Z", "by": "worker-3:1234", "mode": None}
     every = refresh.stdout + refresh.stderr + table.stdout + as_json.stdout
     assert no_token_in(every, extra["access_token"], extra["refresh_token"])

@@ -22,13 +22,18 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.dags.refresh import DEFAULT_POOL, create_refresh_dag, schedule_interval_seconds
+from airflow_provider_aac.dags import refresh as refresh_dag
+from airflow_provider_aac.dags.refresh import (
+    DEFAULT_POOL,
+    create_refresh_dag,
+    schedule_interval_seconds,
+)
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.operators.aac import AACRefreshTokenOperator
 from airflow_provider_aac.operators.token_health import AACTokenHealthOperator
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.operators.aac_env import context_for
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
 
@@ -140,17 +145,30 @@ print("PARSE_RESULT " + json.dumps({"errors": {k: str(v) for k, v in bag.import_
 """
 
 
-def test_a_bad_argument_is_an_import_error_with_the_message(tmp_path: Path) -> None:
-    dags = tmp_path / "dags"
-    dags.mkdir()
+@pytest.fixture(scope="module")
+def parsed_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A DAGs folder with a bad refresh DAG and the one-line file the CLI's fix text gives."""
+    dags = tmp_path_factory.mktemp("dags")
     (dags / "bad_refresh.py").write_text(BAD_DAG)
+    (dags / "one_line_refresh.py").write_text(
+        refresh_dag.REFRESH_DAG_FILE.format(dag_id="aac_refresh_one_line", conn_id="aac_default") + "\n"
+    )
     with AirflowHome(backend="sqlite", dags_folder=dags) as home:  # parsing needs no migrated DB
         result = home.run_python(PARSE_SCRIPT, timeout=120)
     line = next(x for x in result.stdout.splitlines() if x.startswith("PARSE_RESULT "))
-    parsed = json.loads(line[len("PARSE_RESULT ") :])
-    assert parsed["dags"] == []
-    (error,) = parsed["errors"].values()
+    return dict(json.loads(line[len("PARSE_RESULT ") :]))
+
+
+def test_a_bad_argument_is_an_import_error_with_the_message(parsed_files: dict[str, Any]) -> None:
+    error = next(v for k, v in parsed_files["errors"].items() if "bad_refresh" in k)
     assert "AACConfigError: pool must be the name of a pool with one slot, not 0" in error
+    assert "aac_refresh_bad_pool" not in parsed_files["dags"]
+
+
+def test_the_fix_texts_one_line_file_is_a_refresh_dag(parsed_files: dict[str, Any]) -> None:
+    """``airflow aac connect`` tells pip users to write this line: it must parse as the DAG."""
+    assert not [k for k in parsed_files["errors"] if "one_line_refresh" in k], parsed_files["errors"]
+    assert parsed_files["dags"] == ["aac_refresh_one_line"]
 
 
 # --------------------------------------------------------------------------- the operator, in-process

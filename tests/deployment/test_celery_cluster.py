@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster
 
 pytestmark = [pytest.mark.airflow_cluster, pytest.mark.deployment, pytest.mark.timeout(1200)]
 

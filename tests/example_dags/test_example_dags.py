@@ -2,7 +2,7 @@
 
 Users copy these files and edit the constants, so the files carry nothing simulator-
 specific: the test points the real ``aac_default`` connection of a throw-away
-AIRFLOW_HOME (whose DAGs folder IS ``example_dags/``) at a simulator started here. Only
+AIRFLOW_HOME (whose DAGs folder IS the package's ``example_dags/``) at a simulator started here. Only
 on the loaded DAG objects does it shorten the examples' production poll intervals, and
 it makes every simulated run outlast its first status check, so the deferrable plan
 really defers, the sensor really reschedules and the recipe job really polls.
@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "example_dags"
+EXAMPLES = REPO_ROOT / "airflow_provider_aac" / "example_dags"
 POOL = "aac_token_refresh"
 RUN_SECONDS = 1.0
 FAST_INTERVAL = 0.2
@@ -117,7 +117,7 @@ def _segment(text: str, dag_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def example_home() -> Iterator[AirflowHome]:
-    """A migrated SQLite home whose DAGs folder is the repository's ``example_dags/``."""
+    """A migrated SQLite home whose DAGs folder is ``airflow_provider_aac/example_dags/``."""
     with AirflowHome(
         backend="sqlite", dags_folder=EXAMPLES, extra_env={"PYTHONDONTWRITEBYTECODE": "1"}
     ) as home:
@@ -212,7 +212,7 @@ def _assert_succeeded(example_runs: dict[str, Any], dag_id: str) -> dict[str, An
 def test_every_example_dag_parses_without_the_database(parsed: dict[str, Any]) -> None:
     assert parsed["errors"] == {}
     assert {dag_id: info["file"] for dag_id, info in parsed["dags"].items()} == EXPECTED_DAGS
-    files = {path.name for path in EXAMPLES.glob("*.py")}
+    files = {path.name for path in EXAMPLES.glob("*.py")} - {"__init__.py"}
     assert files == set(EXPECTED_DAGS.values()), "every example file defines exactly one DAG, and is tested"
 
 

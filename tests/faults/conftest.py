@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.fault_proxy import FaultProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 
 def open_form(api: ApiServer, conn_id: str) -> dict[str, object]:

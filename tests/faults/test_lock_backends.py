@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 
 

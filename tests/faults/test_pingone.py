@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_aac.core.token_state import DEAD_CHAIN, IN_FLIGHT
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.cli.conftest import aac
 from tests.faults.scene import LEASE, answered, scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 GRACE = {"reuse_grace": 20.0}
 DAY = 86400.0

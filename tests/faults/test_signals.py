@@ -13,9 +13,9 @@ import signal
 import psycopg2
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
-from airflow_provider_aac.testing.processes import poll_until
 from tests.faults.scene import Scene, scene
+from tests.support.airflow_env import AirflowHome, ApiServer
+from tests.support.processes import poll_until
 
 SHORT_LEASE = 4.0
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aac.core.token_state import InFlight
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.clock_offset import clock_offset_env, require_faketime
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
-from airflow_provider_aac.testing.processes import poll_until
 from tests.faults.scene import answered, scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.private_services import PrivatePostgres
+from tests.support.processes import poll_until
 
 REST_MODES = ("lock_postgres", "lock_redis", "single_writer")
 # How long the metadata DB stays down: the length of the fault, not a synchronisation.

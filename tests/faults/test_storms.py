@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from tests.faults.scene import scene
+from tests.support.airflow_env import AirflowHome, ApiServer
 
 CALLS = 10
 

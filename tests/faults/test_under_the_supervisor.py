@@ -15,16 +15,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import (
+from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.faults.scene import REPO_ROOT, Refresher
+from tests.support.airflow_env import (
     AirflowCluster,
     AirflowEnvError,
     AirflowHome,
     start_cluster,
 )
-from airflow_provider_aac.testing.processes import poll_until
-from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.faults.scene import REPO_ROOT, Refresher
 from tests.support.fault_proxy import FaultProxy
+from tests.support.processes import poll_until
 
 pytestmark = pytest.mark.airflow_cluster
 

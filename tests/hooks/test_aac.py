@@ -12,8 +12,8 @@ import json
 import textwrap
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.spec_summary import SPEC_COMPLETE
 
 SCRIPT = textwrap.dedent(

@@ -42,11 +42,11 @@ from airflow_provider_aac.operators.aac import (
     execution_id,
 )
 from airflow_provider_aac.runs import RunKind
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
 from tests.operators.aac_env import FakeTI, aac_conn, context_for, route_through, status_of
 from tests.support.fault_fixtures import FaultProxyFactory
+from tests.support.processes import poll_until
 
 __all__ = ["aac_conn"]
 

@@ -27,10 +27,10 @@ from airflow_provider_aac.operators.aac import (
     AACRunPlanOperator,
 )
 from airflow_provider_aac.resume import RECORD_KEY, VARIABLE_PREFIX, RunRecord, VariableStore, store_for
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
 from tests.operators.aac_env import FakeTI, aac_conn, context_for, status_of
+from tests.support.processes import poll_until
 
 __all__ = ["aac_conn"]
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from airflow_provider_aac.testing.airflow_env import poll_until
+from tests.support.airflow_env import poll_until
 from tests.support.fault_proxy_wire import (
     Answer,
     Exchange,

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from airflow_provider_aac.testing.processes import (
+from tests.support.processes import (
     AirflowEnvError,
     ManagedProcess,
     descendants,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, poll_until
+from tests.support.airflow_env import AirflowHome, poll_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

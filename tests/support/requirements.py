@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from airflow_provider_aac.testing.metadata_databases import postgres_unavailable_reason
+from tests.support.metadata_databases import postgres_unavailable_reason
 
 
 def skip_or_fail_without(reason: str | None, *, in_ci: str, locally: str | None = None) -> None:

@@ -14,9 +14,9 @@ import psycopg2
 import pytest
 import redis
 
-from airflow_provider_aac.testing.airflow_env import AirflowEnvError
-from airflow_provider_aac.testing.processes import descendants, still_running
+from tests.support.airflow_env import AirflowEnvError
 from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.processes import descendants, still_running
 
 
 def _scalar(url: str, sql: str) -> object:

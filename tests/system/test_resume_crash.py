@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_aac.resume import RECORD_KEY, VariableStore
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, poll_until, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowCluster, AirflowHome, poll_until, start_cluster
 
 pytestmark = pytest.mark.airflow_cluster
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
-from airflow_provider_aac.testing.airflow_env import AirflowCluster, AirflowHome, start_cluster
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster
 
 pytestmark = pytest.mark.airflow_cluster
 

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome, ApiServer
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.race_worker import call_span, race
 
 PROCESSES = 8

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_env import AirflowHome
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.token_cache import CachedTokens
+from tests.support.airflow_env import AirflowHome
 
 PRELUDE = textwrap.dedent(
     """

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers import aac as trigger_module
 from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 from tests.operators.aac_env import aac_conn, route_through, start_run, status_of
 from tests.support.fault_fixtures import FaultProxyFactory
+from tests.support.processes import poll_until
 
 __all__ = ["aac_conn"]
 

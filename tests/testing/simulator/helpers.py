@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.processes import poll_until
 
 T = TypeVar("T")
 TIMEOUT = 5.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from airflow_provider_aac.testing.processes import poll_until
+from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import TIMEOUT
 
 

@@ -27,9 +27,9 @@ from airflow_provider_aac.core.spec_check import check
 from airflow_provider_aac.operators.run_requests import flow_run_field
 from airflow_provider_aac.run_targets import LISTINGS, lookup_params
 from airflow_provider_aac.runs import RunKind
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.testing.simulator.openapi import load_spec, operation_ids
+from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import api
 
 SPEC = load_spec()

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import (
     AAC_RATE_LIMITS,
     FILE_INPUT_REFUSAL,
@@ -17,6 +16,7 @@ from airflow_provider_aac.testing.simulator import (
     jdbc_table,
     result_file,
 )
+from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import api, exception_name, final_status
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import TIMEOUT, api
 
 

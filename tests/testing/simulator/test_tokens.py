@@ -16,8 +16,8 @@ import jwt
 import pytest
 import requests
 
-from airflow_provider_aac.testing.processes import poll_until
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import TIMEOUT, api, refresh, sleep_until
 
 

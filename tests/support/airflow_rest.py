@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_aac.testing.airflow_home import minted_aac_extra
-from airflow_provider_aac.testing.processes import AirflowEnvError
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_home import minted_aac_extra
+from tests.support.processes import AirflowEnvError
 
 
 def api_token(base_url: str, username: str, password: str, timeout: float = 30.0) -> str:

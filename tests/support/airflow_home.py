@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 from cryptography.fernet import Fernet
 
-from airflow_provider_aac.testing.airflow_cli import CliRunner, runs_in_process
-from airflow_provider_aac.testing.dag_test_run import DagTestRun, run_dag_file
-from airflow_provider_aac.testing.metadata_databases import (
+from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.airflow_cli import CliRunner, runs_in_process
+from tests.support.dag_test_run import DagTestRun, run_dag_file
+from tests.support.metadata_databases import (
     STORED_CONNECTION_QUERY,
     StoredConnection,
     create_pg_database,
@@ -37,8 +38,7 @@ from airflow_provider_aac.testing.metadata_databases import (
     query_sqlite,
     with_dbname,
 )
-from airflow_provider_aac.testing.processes import AirflowEnvError, free_port, stop_leftover_processes, tail
-from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.processes import AirflowEnvError, free_port, stop_leftover_processes, tail
 
 Backend = Literal["postgres", "sqlite"]
 Executor = Literal["LocalExecutor", "CeleryExecutor"]

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aac.testing.airflow_home import AirflowHome
-from airflow_provider_aac.testing.airflow_rest import RestClient, health
-from airflow_provider_aac.testing.processes import AirflowEnvError, ManagedProcess, poll_until
+from tests.support.airflow_home import AirflowHome
+from tests.support.airflow_rest import RestClient, health
+from tests.support.processes import AirflowEnvError, ManagedProcess, poll_until
 
 CLUSTER_COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Health-endpoint keys per component (the api-server has none: answering is its health).

@@ -23,8 +23,8 @@ import httpx
 import jwt
 import pytest
 
-from airflow_provider_aac.testing.airflow_cluster import worker_hostname
-from airflow_provider_aac.testing.airflow_env import (
+from tests.support.airflow_cluster import worker_hostname
+from tests.support.airflow_env import (
     AirflowCluster,
     AirflowHome,
     ApiServer,
@@ -32,7 +32,7 @@ from airflow_provider_aac.testing.airflow_env import (
     start_api_server,
     start_cluster,
 )
-from airflow_provider_aac.testing.metadata_databases import pg_maintenance_url
+from tests.support.metadata_databases import pg_maintenance_url
 from tests.support.requirements import require_postgres
 
 EXTRA_KEYS = (

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from airflow_provider_aac.testing.airflow_cli import runs_in_process
-from airflow_provider_aac.testing.airflow_home import AirflowCliError, AirflowHome
+from tests.support.airflow_cli import runs_in_process
+from tests.support.airflow_home import AirflowCliError, AirflowHome
 
 
 def test_only_metadata_db_commands_run_in_process() -> None:

@@ -25,16 +25,16 @@ home directories, with their logs, after ``close()``).
 
 from __future__ import annotations
 
-from airflow_provider_aac.testing.airflow_cluster import (
+from tests.support.airflow_cluster import (
     CLUSTER_COMPONENTS,
     AirflowCluster,
     ApiServer,
     start_api_server,
     start_cluster,
 )
-from airflow_provider_aac.testing.airflow_home import AirflowCliError, AirflowHome, Backend
-from airflow_provider_aac.testing.metadata_databases import StoredConnection, postgres_unavailable_reason
-from airflow_provider_aac.testing.processes import AirflowEnvError, free_port, poll_until
+from tests.support.airflow_home import AirflowCliError, AirflowHome, Backend
+from tests.support.metadata_databases import StoredConnection, postgres_unavailable_reason
+from tests.support.processes import AirflowEnvError, free_port, poll_until
 
 __all__ = [
     "CLUSTER_COMPONENTS",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aac.testing.processes import AirflowEnvError
+from tests.support.processes import AirflowEnvError
 
 if TYPE_CHECKING:
-    from airflow_provider_aac.testing.airflow_home import AirflowHome
+    from tests.support.airflow_home import AirflowHome
 
 JOB_VARIABLE = "AAC_TEST_DAG_RUN"
 RESULT_PREFIX = "DAG_TEST_RESULT "
