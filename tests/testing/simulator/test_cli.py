@@ -7,7 +7,11 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -15,10 +19,24 @@ from tests.support.processes import poll_until
 from tests.testing.simulator.helpers import TIMEOUT
 
 
-def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+@dataclass
+class ServingCli:
+    """A simulator started from the command line; ``stdout``/``stderr`` are filled once it stopped."""
+
+    base_url: str
+    pair_file: Path
+    process: subprocess.Popen[str]
+    pair: dict[str, Any] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextmanager
+def serving_cli(tmp_path: Path, *options: str) -> Iterator[ServingCli]:
+    """Start ``python -m ...simulator`` with ``options``; leaving the block sends SIGTERM and waits."""
     ready_file, pair_file = tmp_path / "ready", tmp_path / "pair.json"
-    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator"]
-    command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file), "--verbose"]
+    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator", *options]
+    command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base_url = poll_until(
@@ -27,22 +45,29 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             interval=0.02,
             what="the simulator's ready file",
         )
-        pair = json.loads(pair_file.read_text())
-        mode = stat.S_IMODE(pair_file.stat().st_mode)
+        cli = ServingCli(base_url, pair_file, process, pair=json.loads(pair_file.read_text()))
+        yield cli
+        process.send_signal(signal.SIGTERM)
+        cli.stdout, cli.stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    with serving_cli(tmp_path, "--verbose") as cli:
+        base_url, pair = cli.base_url, cli.pair
+        mode = stat.S_IMODE(cli.pair_file.stat().st_mode)
         person = requests.get(
             base_url + "/v4/people/current",
             headers={"Authorization": f"Bearer {pair['access_token']}"},
             timeout=TIMEOUT,
         )
         stats = requests.get(base_url + "/_sim/stats", timeout=TIMEOUT).json()
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    stdout, stderr = cli.stdout, cli.stderr
 
-    assert process.returncode == 0
+    assert cli.process.returncode == 0
     assert mode == 0o600
     assert pair["token_url"] == base_url + "/as/token"
     assert person.status_code == 200
@@ -54,32 +79,15 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
 
 
 def test_cli_takes_pingones_grace_period(tmp_path: Path) -> None:
-    ready_file, pair_file = tmp_path / "ready", tmp_path / "pair.json"
-    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--reuse-grace", "20"]
-    command += ["--refresh-deadline", "sliding", "--refresh-cap", "3600"]
-    command += ["--ready-file", str(ready_file), "--pair-file", str(pair_file)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        base_url = poll_until(
-            lambda: ready_file.read_text() if ready_file.exists() else None,
-            timeout=20,
-            interval=0.02,
-            what="the simulator's ready file",
-        )
-        pair = json.loads(pair_file.read_text())
+    grace = ("--reuse-grace", "20", "--refresh-deadline", "sliding", "--refresh-cap", "3600")
+    with serving_cli(tmp_path, *grace) as cli:
         form = {
             "grant_type": "refresh_token",
-            "refresh_token": pair["refresh_token"],
-            "client_id": pair["client_id"],
+            "refresh_token": cli.pair["refresh_token"],
+            "client_id": cli.pair["client_id"],
         }
-        answers = [requests.post(base_url + "/as/token", data=form, timeout=TIMEOUT) for _ in range(2)]
-        stats = requests.get(base_url + "/_sim/stats", timeout=TIMEOUT).json()
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        answers = [requests.post(cli.base_url + "/as/token", data=form, timeout=TIMEOUT) for _ in range(2)]
+        stats = requests.get(cli.base_url + "/_sim/stats", timeout=TIMEOUT).json()
 
     assert [answer.status_code for answer in answers] == [200, 200]
     same = answers[0].json() == answers[1].json()
@@ -88,26 +96,10 @@ def test_cli_takes_pingones_grace_period(tmp_path: Path) -> None:
 
 
 def test_cli_serves_without_the_operations_named(tmp_path: Path) -> None:
-    ready_file, pair_file = tmp_path / "ready", tmp_path / "pair.json"
-    command = [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--without-operation"]
-    command += ["runFlow", "--ready-file", str(ready_file), "--pair-file", str(pair_file)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        base_url = poll_until(
-            lambda: ready_file.read_text() if ready_file.exists() else None,
-            timeout=20,
-            interval=0.02,
-            what="the simulator's ready file",
-        )
-        headers = {"Authorization": f"Bearer {json.loads(pair_file.read_text())['access_token']}"}
-        run = requests.post(base_url + "/v4/flows/10/run", json={}, headers=headers, timeout=TIMEOUT)
-        spec = requests.get(base_url + "/v4/open-api-spec", headers=headers, timeout=TIMEOUT).json()
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    with serving_cli(tmp_path, "--without-operation", "runFlow") as cli:
+        headers = {"Authorization": f"Bearer {cli.pair['access_token']}"}
+        run = requests.post(cli.base_url + "/v4/flows/10/run", json={}, headers=headers, timeout=TIMEOUT)
+        spec = requests.get(cli.base_url + "/v4/open-api-spec", headers=headers, timeout=TIMEOUT).json()
     refused = subprocess.run(
         [sys.executable, "-m", "airflow_provider_aac.testing.simulator", "--without-operation", "runFlowz"],
         capture_output=True,
