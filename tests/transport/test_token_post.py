@@ -19,9 +19,11 @@ import pytest
 import requests
 import urllib3
 
-from airflow_provider_aac.async_http import httpx_was_sent
-from airflow_provider_aac.core.oauth import SendWindow, TransportFailure
-from airflow_provider_aac.transport import requests_token_transport, requests_was_sent
+from airflow_provider_aac.core.exchange import TransportFailure
+from airflow_provider_aac.core.oauth import SendWindow
+from airflow_provider_aac.transport.httpx_edge import httpx_was_sent
+from airflow_provider_aac.transport.requests_edge import requests_was_sent
+from airflow_provider_aac.transport.token_post import requests_token_transport
 
 SHORT = 0.3
 

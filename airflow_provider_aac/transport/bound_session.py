@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from airflow_provider_aac.core.api import API_PREFIX, USER_AGENT, ApiCall, validate_api_path
+from airflow_provider_aac.core.api import API_PREFIX, USER_AGENT, ApiCall, api_exchange, validate_api_path
 from airflow_provider_aac.core.errors import AACApiError, AACConfigError
-from airflow_provider_aac.core.exchange import Answer, HttpAnswer, Send, TransportFailed, api_exchange
-from airflow_provider_aac.transport import requests_was_sent
+from airflow_provider_aac.core.exchange import HttpAnswer, Send, TransportFailure
+from airflow_provider_aac.transport.requests_edge import requests_was_sent
 
 if TYPE_CHECKING:
     from airflow_provider_aac.hooks.aac import AACHook
@@ -45,7 +45,7 @@ class AACSession(requests.Session):
         kwargs["allow_redirects"] = False  # a redirect would carry the token elsewhere
         responses: list[requests.Response] = []
 
-        def send_attempt(_: Send, base_url: str, access_token: str) -> Answer:
+        def send_attempt(_: Send, base_url: str, access_token: str) -> HttpAnswer:
             if base_url != self.base_url:
                 raise AACConfigError(
                     f"The host of connection {self.hook.aac_conn_id!r} changed to {base_url} after this "
@@ -57,9 +57,7 @@ class AACSession(requests.Session):
             try:
                 response = super(AACSession, self).send(attempt, **kwargs)
             except requests.RequestException as err:
-                return TransportFailed(
-                    f"{type(err).__name__} reaching {base_url}", request_sent=requests_was_sent(err)
-                )
+                raise TransportFailure.reaching(err, base_url, request_sent=requests_was_sent(err)) from None
             responses.append(response)
             return HttpAnswer(response.status_code, response.headers, response.content)
 
