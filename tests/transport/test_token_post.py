@@ -311,7 +311,7 @@ def test_token_transport_checks_the_gate_after_connecting_and_before_sending() -
     assert sent.startswith(b"POST /as/token")
 
 
-# --------------------------------------------------------------------------- httpx (async_http)
+# --------------------------------------------------------------------------- httpx (transport.httpx_edge)
 
 
 def test_httpx_connection_refused_was_not_sent() -> None:
