@@ -2,8 +2,8 @@
 
 Its one job beyond sending is to tell whether a failed request may have reached the
 server, because the core retries only what cannot have taken effect. It gets two more
-guarantees, because a refresh token may be spent only
-while its sender is certain nobody else may spend it. ``requests`` timeouts bound each
+guarantees, because a refresh token may be spent only while its sender is certain
+nobody else may spend it. ``requests`` timeouts bound each
 connect and each read, not the whole answer (a server dripping bytes never trips them),
 so a watchdog ends the exchange at the attempt's deadline by shutting its socket. And
 the last check of the caller's exclusivity runs after the connection is open and before
