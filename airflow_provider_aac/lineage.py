@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_provider_aac.core.exchange import Exchange, api_call
+from airflow_provider_aac.core.api import api_call
+from airflow_provider_aac.core.exchange import Exchange
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.errors import AACApiError, AACError
 from airflow_provider_aac.runs import FLOW_RUN_JOB_GROUPS, RunKind

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aac.core.exchange import Exchange, api_call
+from airflow_provider_aac.core.api import api_call
+from airflow_provider_aac.core.exchange import Exchange
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.errors import AACConfigError, AACRunTargetLookupError
 from airflow_provider_aac.runs import RunKind, is_templated, positive_int

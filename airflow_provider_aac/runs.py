@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_aac.core.api import api_call
 from airflow_provider_aac.core.api_contract import FAILURE_MESSAGE_FIELDS
 from airflow_provider_aac.core.errors import reworded
-from airflow_provider_aac.core.exchange import Exchange, api_call
+from airflow_provider_aac.core.exchange import Exchange
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.status import FAILURE_STATUSES, SUCCESS_STATUSES, AACRunStatus
 from airflow_provider_aac.errors import (

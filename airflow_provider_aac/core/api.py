@@ -1,8 +1,9 @@
 """Calling AAC's ``/v4`` API: what each answer means and whether to try again.
 
-The decisions live here, once: ``ApiCall`` turns each answer into a ``Decision`` (return,
-raise, wait and resend, or replace the token and resend), which ``core.exchange.api_exchange``
-follows by yielding effects for the hook's sync (requests) and async (httpx) drivers. A 429 is retried for every method
+The decisions live here, once: ``ApiCall`` turns each answer into the call's next step
+(return the ``ApiResponse``, raise, or the effect to yield: ``Wait`` then resend, or
+``ReplaceToken`` then resend), and ``api_exchange`` yields those effects for the hook's
+sync (requests) and async (httpx) drivers (``core.exchange``). A 429 is retried for every method
 (AAC refused it before doing anything), after the wait AAC names (``x-retry-after``, or
 the reset of the exhausted per-minute window); 5xx and lost connections only for idempotent
 requests, which include a run POST that carries ``x-execution-id``.
@@ -22,6 +23,15 @@ from airflow_provider_aac.core.errors import (
     AACConfigError,
     AACNotFoundError,
     AACTransientError,
+)
+from airflow_provider_aac.core.exchange import (
+    Exchange,
+    FreshToken,
+    HttpAnswer,
+    ReplaceToken,
+    Send,
+    TransportFailure,
+    Wait,
 )
 from airflow_provider_aac.core.rate_limits import rate_limit_wait
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
@@ -65,6 +75,13 @@ def validate_api_path(path: str) -> str:
     return path
 
 
+def api_headers(access_token: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """A ``/v4`` request's headers; the bearer token wins over any ``Authorization`` the caller gave."""
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra or {})}
+    headers["Authorization"] = f"Bearer {access_token}"
+    return headers
+
+
 def is_idempotent(method: str, headers: Mapping[str, str] | None) -> bool:
     if method.upper() in IDEMPOTENT_METHODS:
         return True
@@ -86,38 +103,6 @@ class ApiResponse:
     data: Any
     request_id: str | None
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Return:
-    """AAC answered: hand ``response`` to the caller."""
-
-    response: ApiResponse
-
-
-@dataclass(frozen=True)
-class Raise:
-    """The call failed for good: raise ``error``."""
-
-    error: Exception
-
-
-@dataclass(frozen=True)
-class RetryAfter:
-    """Wait ``delay`` seconds, then send the request again."""
-
-    delay: float
-
-
-@dataclass(frozen=True)
-class ReplaceTokenThenRetry:
-    """AAC rejected the access token (401): replace it once and resend; ``rejection`` if that fails."""
-
-    rejection: AACApiError
-
-
-Decision = Return | Raise | RetryAfter | ReplaceTokenThenRetry
-"""What the call does next; exactly one of four things, so ``api_exchange`` can ``match`` on it."""
 
 
 @dataclass
@@ -142,35 +127,36 @@ class ApiCall:
     def start_attempt(self) -> None:
         self.attempt += 1
 
-    def after_response(self, status: int, headers: Mapping[str, str], body: bytes) -> Decision:
-        lowered = {k.lower(): v for k, v in headers.items()}
+    def after_response(self, answer: HttpAnswer) -> ApiResponse | Wait | ReplaceToken:
+        """The answer for the caller, or the effect before the next attempt; raises when the call failed for good."""
+        status, body = answer.status, answer.body
+        lowered = {k.lower(): v for k, v in answer.headers.items()}
         request_id = lowered.get(REQUEST_ID_HEADER)
         if status < 400:
-            return Return(ApiResponse(status, decode_body(body), request_id, lowered))
+            return ApiResponse(status, decode_body(body), request_id, lowered)
         if status == 401 and not self.refreshed_after_401:
             self.refreshed_after_401 = True
-            return ReplaceTokenThenRetry(self.error_for(status, body, request_id))
+            return ReplaceToken(self.error_for(status, body, request_id))
         if status == 429 or (status >= 500 and self.idempotent):
             wait = rate_limit_wait(lowered) if status == 429 else parse_retry_after(lowered)
             delay = self.backoff.delay(self.attempt, wait)
             if delay is not None:
-                return RetryAfter(delay)
-        return Raise(self.error_for(status, body, request_id))
+                return Wait(delay)
+        raise self.error_for(status, body, request_id)
 
-    def after_transport_failure(self, detail: str, *, request_sent: bool) -> Decision:
-        if not request_sent or self.idempotent:
+    def after_transport_failure(self, failure: TransportFailure) -> Wait:
+        """The wait before the next attempt; raises when no attempt is left or repeating is unsafe."""
+        if not failure.request_sent or self.idempotent:
             delay = self.backoff.delay(self.attempt)
             if delay is not None:
-                return RetryAfter(delay)
+                return Wait(delay)
         consequence = (
             " It was a non-idempotent request, so it was not repeated: check in AAC whether it took effect."
-            if request_sent and not self.idempotent
+            if failure.request_sent and not self.idempotent
             else ""
         )
-        return Raise(
-            AACTransientError(
-                f"{self.method} {self.path} failed after {self.attempt} attempt(s): {detail}.{consequence}"
-            )
+        raise AACTransientError(
+            f"{self.method} {self.path} failed after {self.attempt} attempt(s): {failure.detail}.{consequence}"
         )
 
     def error_for(self, status: int, body: bytes, request_id: str | None) -> AACApiError:
@@ -198,6 +184,39 @@ class ApiCall:
             "AAC had a server error answering a request that is not repeated automatically, because it "
             "may already have taken effect (a run may have started): check in AAC whether it took effect before trying again."
         )
+
+
+def api_exchange(
+    call: ApiCall, *, json: Any = None, params: Mapping[str, Any] | None = None
+) -> Exchange[ApiResponse]:
+    """One ``/v4`` call across its retries, yielding the effects ``call`` decides on."""
+    yield FreshToken()
+    while True:
+        call.start_attempt()
+        try:
+            answer = yield Send(call.method, call.path, params, json, call.headers)
+        except TransportFailure as failure:
+            step: ApiResponse | Wait | ReplaceToken = call.after_transport_failure(failure)
+        else:
+            if not isinstance(answer, HttpAnswer):
+                raise TypeError(f"A Send is answered with an HttpAnswer, not {answer!r}.")
+            step = call.after_response(answer)
+        if isinstance(step, ApiResponse):
+            return step
+        yield step
+
+
+def api_call(
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+    backoff: Backoff = DEFAULT_API_BACKOFF,
+) -> Exchange[ApiResponse]:
+    """``api_exchange`` of a new ``ApiCall``; the path is checked now, before anything is sent."""
+    return api_exchange(ApiCall(method, path, headers, backoff=backoff), json=json, params=params)
 
 
 def plain_text(body: str, limit: int = 300) -> str | None:

@@ -1,33 +1,27 @@
-"""Exchanges with AAC as generators of IO effects, so one sync and one async driver run them all.
+"""The one IO vocabulary: exchanges with AAC as generators of effects, and what answers them.
 
 An exchange (one ``/v4`` call across its retries, or a run's status read that makes two
 calls) is written once, without IO: it yields what it needs done (``FreshToken``, ``Send``,
-``Wait``, ``ReplaceToken``) and is resumed with the outcome. The drivers, ``AACHook.run_exchange``
-(requests) and ``AACHook.arun_exchange`` (httpx), are the only code that does the IO, so the
-worker path and the triggerer path cannot drift apart. A ``Send`` is answered with an
-``HttpAnswer`` or a ``TransportFailed``; what a driver fails at (a token it cannot get) is
-raised into the exchange at its ``yield``. Exchanges compose with ``yield from``: an error an
-inner call raises reaches the outer exchange as an ordinary exception.
+``Wait``, ``ReplaceToken``) and is resumed with the outcome. The drivers
+(``hooks.driver``, run by ``AACHook.run_exchange`` with requests and
+``AACHook.arun_exchange`` with httpx) are the only code that does the IO, so the worker
+path and the triggerer path cannot drift apart. A ``Send`` is answered with an
+``HttpAnswer``; when no answer came, the driver raises the edge's ``TransportFailure``
+into the exchange at its ``yield``, as it does anything else it fails at (a token it
+cannot get). The token POST (``core.oauth``) speaks the same two words: its transport
+returns an ``HttpAnswer`` or raises a ``TransportFailure``. Exchanges compose with
+``yield from``: an error an inner call raises reaches the outer exchange as an ordinary
+exception.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from airflow_provider_aac.core.api import (
-    DEFAULT_API_BACKOFF,
-    ApiCall,
-    ApiResponse,
-    Decision,
-    Raise,
-    ReplaceTokenThenRetry,
-    RetryAfter,
-    Return,
-)
 from airflow_provider_aac.core.errors import AACApiError
-from airflow_provider_aac.core.retry import Backoff
 
 T = TypeVar("T")
 
@@ -39,7 +33,7 @@ class FreshToken:
 
 @dataclass(frozen=True)
 class Send:
-    """Send this request with the current token; resumed with an ``HttpAnswer`` or ``TransportFailed``."""
+    """Send this request with the token taken last; resumed with an ``HttpAnswer``."""
 
     method: str
     path: str
@@ -50,78 +44,49 @@ class Send:
 
 @dataclass(frozen=True)
 class Wait:
-    """Wait ``delay`` seconds; resumed with ``None``."""
+    """Wait ``delay`` seconds, then send again; resumed with ``None``."""
 
     delay: float
 
 
 @dataclass(frozen=True)
 class ReplaceToken:
-    """AAC rejected the token (401): replace it once, or raise ``rejection`` reworded; resumed with ``None``."""
+    """AAC rejected the token (401): replace it once and resend, or raise ``rejection`` reworded; resumed with ``None``."""
 
     rejection: AACApiError
 
 
+Effect = FreshToken | Send | Wait | ReplaceToken
+
+
 @dataclass(frozen=True)
 class HttpAnswer:
-    """AAC answered (any status)."""
+    """What a server answered (any status), as the edges hand it to the core; the body may hold tokens."""
 
     status: int
-    headers: Mapping[str, str]
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
 
 
-@dataclass(frozen=True)
-class TransportFailed:
-    """No answer came; ``request_sent`` says whether the request may have reached AAC."""
+class TransportFailure(Exception):
+    """No answer came; ``request_sent`` says whether the request may have reached the server."""
 
-    detail: str
-    request_sent: bool
+    def __init__(self, detail: str, *, request_sent: bool) -> None:
+        super().__init__(detail)
+        self.request_sent = request_sent
+
+    @classmethod
+    def reaching(cls, err: Exception, base_url: str, *, request_sent: bool) -> TransportFailure:
+        """A ``/v4`` edge's failure: the error's kind and the host, never the request (it carries the token)."""
+        return cls(f"{type(err).__name__} reaching {base_url}", request_sent=request_sent)
+
+    @property
+    def detail(self) -> str:
+        return str(self)
 
 
-Effect = FreshToken | Send | Wait | ReplaceToken
-Answer = HttpAnswer | TransportFailed
-Exchange = Generator[Effect, Answer | None, T]
+Exchange = Generator[Effect, HttpAnswer | None, T]
 """An exchange yields effects, is resumed with a ``Send``'s answer (else ``None``), returns a ``T``."""
-
-
-def api_exchange(
-    call: ApiCall, *, json: Any = None, params: Mapping[str, Any] | None = None
-) -> Exchange[ApiResponse]:
-    """One ``/v4`` call across its retries, following ``call``'s decisions."""
-    yield FreshToken()
-    while True:
-        call.start_attempt()
-        answer = yield Send(call.method, call.path, params, json, call.headers)
-        decision: Decision
-        match answer:
-            case HttpAnswer(status, headers, body):
-                decision = call.after_response(status, headers, body)
-            case TransportFailed(detail, request_sent):
-                decision = call.after_transport_failure(detail, request_sent=request_sent)
-            case _:
-                raise TypeError(
-                    f"A Send is answered with an HttpAnswer or a TransportFailed, not {answer!r}."
-                )
-        match decision:
-            case Return(response):
-                return response
-            case Raise(error):
-                raise error
-            case RetryAfter(delay):
-                yield Wait(delay)
-            case ReplaceTokenThenRetry(rejection):
-                yield ReplaceToken(rejection)
-
-
-def api_call(
-    method: str,
-    path: str,
-    *,
-    params: Mapping[str, Any] | None = None,
-    json: Any = None,
-    headers: Mapping[str, str] | None = None,
-    backoff: Backoff = DEFAULT_API_BACKOFF,
-) -> Exchange[ApiResponse]:
-    """``api_exchange`` of a new ``ApiCall``; the path is checked now, before anything is sent."""
-    return api_exchange(ApiCall(method, path, headers, backoff=backoff), json=json, params=params)

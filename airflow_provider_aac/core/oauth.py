@@ -10,7 +10,6 @@ that one retry can only help. A second unknown outcome is reported as such.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from airflow_provider_aac.core.errors import (
     AACTransientError,
     new_pair_hint,
 )
+from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 from airflow_provider_aac.core.text import text
@@ -38,24 +38,6 @@ DEFAULT_BACKOFF = Backoff()
 # An attempt with less time than this left would most likely be cut off before AAC's
 # answer arrives, which loses the pair if AAC acted on it: better not to send at all.
 MIN_ATTEMPT_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class RawResponse:
-    status: int
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-
-    def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8"))
-
-
-class TransportFailure(Exception):
-    """The HTTP exchange failed; ``request_sent`` says whether the server may have acted."""
-
-    def __init__(self, detail: str, *, request_sent: bool) -> None:
-        super().__init__(detail)
-        self.request_sent = request_sent
 
 
 def _always_allowed() -> None:
@@ -77,7 +59,7 @@ class SendWindow:
 
 
 class TokenTransport(Protocol):
-    def __call__(self, url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse: ...
+    def __call__(self, url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -139,7 +121,7 @@ class _RetryableAnswer(Exception):
         self.retry_after = retry_after
 
 
-def interpret_token_response(response: RawResponse, *, conn_id: str) -> TokenGrant:
+def interpret_token_response(response: HttpAnswer, *, conn_id: str) -> TokenGrant:
     """Turn the token endpoint's answer into a grant or the error the user can act on."""
     if response.status in RETRYABLE_TOKEN_STATUSES:
         raise _RetryableAnswer(response.status, parse_retry_after(response.headers))
@@ -363,7 +345,7 @@ def _delay_within(delay: float | None, deadline: float, clock: Callable[[], floa
     return delay
 
 
-def _json_object(response: RawResponse) -> dict[str, Any] | None:
+def _json_object(response: HttpAnswer) -> dict[str, Any] | None:
     try:
         value = response.json()
     except (ValueError, UnicodeDecodeError):

@@ -2,59 +2,47 @@
 
 The hook is thin on purpose. Token lifecycle: ``tokens.manager.TokenManager``; what an
 answer means and when to retry: ``core.api.ApiCall``; the steps of an exchange with AAC:
-``core.exchange``. The hook only drives exchanges: ``run_exchange`` (``requests``) and
-``arun_exchange`` (``httpx``, for triggers) perform the effects an exchange yields, and
-are the only places that send requests, wait, or get and replace tokens for ``/v4``.
+``core.exchange``; the wire: ``transport``. The hook only drives exchanges: ``run_exchange``
+(``requests``) and ``arun_exchange`` (``httpx``, for triggers) perform the IO that their one
+shared step function (``hooks.driver.Drive``) asks for, and are the only places that send
+requests, wait, or get and replace tokens for ``/v4``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import httpx
-
-from airflow_provider_aac import metrics
-from airflow_provider_aac.async_http import httpx_was_sent, loop_http
 from airflow_provider_aac.compat import BaseHook, connection_tested_as
-from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, USER_AGENT, ApiResponse
+from airflow_provider_aac.core.api import DEFAULT_API_BACKOFF, ApiResponse, api_call
 from airflow_provider_aac.core.errors import REJECTED_FRESH_TOKEN_HINT, AACApiError, reworded
-from airflow_provider_aac.core.exchange import (
-    Answer,
-    Exchange,
-    FreshToken,
-    HttpAnswer,
-    ReplaceToken,
-    Send,
-    TransportFailed,
-    Wait,
-    api_call,
-)
+from airflow_provider_aac.core.exchange import Exchange, HttpAnswer, Send
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.errors import AACError
+from airflow_provider_aac.hooks.driver import Drive
 from airflow_provider_aac.tokens.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
-    AACConnectionConfig,
     environment_variable_defining,
     read_config,
 )
 from airflow_provider_aac.tokens.token_cache import run_token_work
+from airflow_provider_aac.transport.httpx_edge import loop_http, send_with_httpx
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_aac.hooks.session import AACSession
     from airflow_provider_aac.tokens.manager import RefreshOutcome
+    from airflow_provider_aac.transport.bound_session import AACSession
 
 DEFAULT_TIMEOUT = 60.0
 
 T = TypeVar("T")
-SendAttempt = Callable[[Send, str, str], Answer]
-"""Sends one attempt of a ``Send`` to the base URL with the access token; answers it."""
+SendAttempt = Callable[[Send, str, str], HttpAnswer]
+"""Sends one attempt of a ``Send`` to the base URL with the access token; raises ``TransportFailure`` if no answer came."""
 
 
 class AACHook(BaseHook):
@@ -117,9 +105,9 @@ class AACHook(BaseHook):
     def get_conn(self) -> AACSession:
         """A ``requests.Session`` for the connection's ``/v4`` only, with a fresh token and ``request``'s retries.
 
-        Any other URL is refused before the token is attached (``hooks.session``).
+        Any other URL is refused before the token is attached (``transport.bound_session``).
         """
-        from airflow_provider_aac.hooks.session import AACSession
+        from airflow_provider_aac.transport.bound_session import AACSession
 
         return AACSession(self, self.base_url)
 
@@ -137,60 +125,32 @@ class AACHook(BaseHook):
         return self.run_exchange(call)
 
     def run_exchange(self, exchange: Exchange[T], send: SendAttempt | None = None) -> T:
-        """The sync driver: performs each effect ``exchange`` yields (``core.exchange``) with requests.
+        """The sync driver: performs with requests the IO each effect of ``exchange`` needs (``hooks.driver``).
 
-        What performing an effect fails at (getting or replacing a token) is raised into the
-        exchange at its ``yield``, so an exchange catches it as it catches a failed call.
         ``send`` replaces how a ``Send`` goes out (``get_conn``'s session sends its own request).
         """
-        config: AACConnectionConfig | None = None
-        state: TokenState | None = None
-        reply: Answer | None = None
-        failure: Exception | None = None
-        while True:
+        perform: dict[str, Callable[..., Any]] = {
+            "token": lambda: self.tokens.fresh(self.min_ttl),
+            "send": send or self._send,
+            "sleep": self._sleep,
+            "replace": self._replace_rejected,
+        }
+        drive = Drive(exchange, self.aac_conn_id)
+        while (io := drive.next_io()) is not None:
             try:
-                effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
-            except StopIteration as stop:
-                return cast(T, stop.value)
-            answered, reply, failure = reply, None, None
-            try:
-                match effect:
-                    case FreshToken():
-                        config, state = self.tokens.fresh(self.min_ttl)
-                    case Send():
-                        assert config is not None and state is not None, "FreshToken comes first"
-                        reply = (send or self._send)(effect, config.base_url, state.access_token)
-                    case Wait(delay):
-                        metrics.api_retry(self.aac_conn_id, _retried_status(answered))
-                        self._sleep(delay)
-                    case ReplaceToken(rejection):
-                        assert config is not None and state is not None, "FreshToken comes first"
-                        state = self._replace_rejected(rejection, state, config.base_url)
+                drive.done(perform[io.kind](*io.args))
             except Exception as err:
-                failure = err
+                drive.failed(err)
+        return cast(T, drive.result)
 
-    def _send(self, send: Send, base_url: str, access_token: str) -> Answer:
+    def _send(self, send: Send, base_url: str, access_token: str) -> HttpAnswer:
         import requests
 
-        from airflow_provider_aac.transport import requests_was_sent
+        from airflow_provider_aac.transport.requests_edge import send_with_requests
 
         if self._http is None:
             self._http = requests.Session()
-        try:
-            response = self._http.request(
-                send.method,
-                base_url + send.path,
-                json=send.json,
-                params=send.params,
-                headers=_headers(access_token, send.headers),
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as err:
-            return TransportFailed(
-                f"{type(err).__name__} reaching {base_url}", request_sent=requests_was_sent(err)
-            )
-        return HttpAnswer(response.status_code, response.headers, response.content)
+        return send_with_requests(self._http, send, base_url, access_token, self.timeout)
 
     async def aget_access_token(self, min_ttl: float | None = None) -> str:
         """As ``get_access_token``; token work runs off the event loop, so the triggerer never blocks."""
@@ -216,54 +176,25 @@ class AACHook(BaseHook):
         Token work comes from memory on the loop, or runs on the provider's token-work
         threads (never asgiref's one shared thread, which other providers queue on).
         """
-        config: AACConnectionConfig | None = None
-        state: TokenState | None = None
-        reply: Answer | None = None
-        failure: Exception | None = None
         http = loop_http()
-        while True:
-            try:
-                effect = exchange.throw(failure) if failure is not None else exchange.send(reply)
-            except StopIteration as stop:
-                return cast(T, stop.value)
-            answered, reply, failure = reply, None, None
-            try:
-                match effect:
-                    case FreshToken():
-                        config, state = await self.tokens.afresh(self.min_ttl)
-                    case Send():
-                        async with http.slots:
-                            # A poll may have waited for its slot: send the token held now.
-                            config, state = await self.tokens.afresh(self.min_ttl)
-                            reply = await self._asend(
-                                http.client, effect, config.base_url, state.access_token
-                            )
-                    case Wait(delay):
-                        metrics.api_retry(self.aac_conn_id, _retried_status(answered))
-                        await self._asleep(delay)
-                    case ReplaceToken(rejection):
-                        assert config is not None and state is not None, "FreshToken comes first"
-                        state = await run_token_work(
-                            self._replace_rejected, rejection, state, config.base_url
-                        )
-            except Exception as err:
-                failure = err
 
-    async def _asend(self, client: httpx.AsyncClient, send: Send, base_url: str, access_token: str) -> Answer:
-        try:
-            response = await client.request(
-                send.method,
-                base_url + send.path,
-                json=send.json,
-                params=send.params,
-                headers=_headers(access_token, send.headers),
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as err:
-            return TransportFailed(
-                f"{type(err).__name__} reaching {base_url}", request_sent=httpx_was_sent(err)
-            )
-        return HttpAnswer(response.status_code, response.headers, response.content)
+        async def send(effect: Send, base_url: str, access_token: str) -> HttpAnswer:
+            async with http.slots:
+                return await send_with_httpx(http.client, effect, base_url, access_token, self.timeout)
+
+        perform: dict[str, Callable[..., Awaitable[Any]]] = {
+            "token": lambda: self.tokens.afresh(self.min_ttl),
+            "send": send,
+            "sleep": self._asleep,
+            "replace": lambda *args: run_token_work(self._replace_rejected, *args),
+        }
+        drive = Drive(exchange, self.aac_conn_id)
+        while (io := drive.next_io()) is not None:
+            try:
+                drive.done(await perform[io.kind](*io.args))
+            except Exception as err:
+                drive.failed(err)
+        return cast(T, drive.result)
 
     def _replace_rejected(self, rejection: AACApiError, state: TokenState, base_url: str) -> TokenState:
         """The token state to resend with after AAC's 401 ``rejection``; raises it, reworded, if none."""
@@ -346,14 +277,3 @@ class AACHook(BaseHook):
         from airflow_provider_aac.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return ui_field_behaviour(UI_FIELD_BEHAVIOUR)
-
-
-def _headers(access_token: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(extra or {})}
-    headers["Authorization"] = f"Bearer {access_token}"
-    return headers
-
-
-def _retried_status(answer: Answer | None) -> str:
-    """The ``status`` tag of a retry: the code AAC answered, or ``transport`` when no answer came."""
-    return str(answer.status) if isinstance(answer, HttpAnswer) else "transport"

@@ -42,13 +42,13 @@ from airflow_provider_aac.errors import (
     AACStoreError,
     AACStoreUnavailableError,
 )
-from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import (
     base_url_of,
     get_named_connection,
     read_config,
     refuse_unwritable,
 )
+from airflow_provider_aac.tokens.masking import mask
 
 API_TOKEN_MARGIN = 60.0
 # An api-server token without an exp claim is taken to live this long: short enough to log in again soon.

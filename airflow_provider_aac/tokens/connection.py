@@ -17,6 +17,7 @@ from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cl
 from airflow_provider_aac.core.text import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
+from airflow_provider_aac.tokens.store_health import connection_store_unreachable
 
 CONN_TYPE = "aac"
 DEFAULT_CONN_ID = "aac_default"
@@ -196,31 +197,6 @@ def get_named_connection(conn_id: str, *, named_by: str | None = None, aac_conn_
         f"Connection {conn_id!r} does not exist. Create it with: airflow connections add {conn_id} "
         '--conn-type aac --conn-host <API base URL> --conn-extra \'{"access_token": ..., "refresh_token": ...}\''
     )
-
-
-def connection_store_unreachable() -> str | None:
-    """Why the store behind Airflow's connection lookup does not answer, or None when it does."""
-    from airflow_provider_aac.tokens.metadata_db import metadata_db_unreachable, orm_available
-
-    if orm_available():
-        return metadata_db_unreachable()
-    return execution_api_unreachable()
-
-
-def execution_api_unreachable() -> str | None:
-    import httpx
-
-    from airflow_provider_aac.compat import conf
-
-    base = conf.get("api", "base_url", fallback="/") or "/"
-    if base.startswith("/"):
-        base = f"http://localhost:8080{base}"
-    url = conf.get("core", "execution_api_server_url", fallback=f"{base.rstrip('/')}/execution/")
-    try:
-        httpx.get(url.rstrip("/") + "/health", timeout=5.0)
-    except httpx.HTTPError as err:
-        return f"Airflow's API server at {url} did not answer ({type(err).__name__})"
-    return None
 
 
 def environment_variable_defining(conn_id: str) -> str | None:

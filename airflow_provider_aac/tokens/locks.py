@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from airflow_provider_aac import metrics
 from airflow_provider_aac.errors import AACConfigError, AACLockTimeoutError, AACLockUnavailableError
-from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import get_named_connection
+from airflow_provider_aac.tokens.masking import mask
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
-from airflow_provider_aac.secrets import mask_tokens
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     RefreshMode,
@@ -29,6 +28,7 @@ from airflow_provider_aac.tokens.connection import (
     refuse_unwritable,
 )
 from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
+from airflow_provider_aac.tokens.masking import mask_tokens
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
 from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.rescue_places import rescue_for
@@ -90,7 +90,7 @@ class TokenManager:
         self._sleep = sleep
         self._publish_wait = publish_wait
         self._rescue = rescue
-        from airflow_provider_aac.transport import requests_token_transport
+        from airflow_provider_aac.transport.token_post import requests_token_transport
 
         self._transport = requests_token_transport()
         self._api: AirflowApiClient | None = None

@@ -10,7 +10,6 @@ write lock so two writers cannot both read the old state.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,39 +19,11 @@ from airflow_provider_aac.core.token_state import TokenState, Version, check_ver
 from airflow_provider_aac.core.token_store import Change, TokenStore
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
+from airflow_provider_aac.tokens.store_health import (
+    orm_available as orm_available,
+)  # re-exported: tokens.manager imports it from here
 
 BUSY_RETRY_SECONDS = 30.0
-
-
-def orm_available() -> bool:
-    """False on workers and triggerers, where Airflow 3 blocks the ORM."""
-    if os.environ.get("_AIRFLOW_PROCESS_CONTEXT") == "client":
-        return False
-    try:
-        from airflow import settings
-        from airflow.configuration import conf
-    except ImportError:
-        return False
-    if conf.get("database", "sql_alchemy_conn", fallback="").startswith("airflow-db-not-allowed"):
-        return False
-    session_factory = getattr(settings, "Session", None)
-    return session_factory is not None and getattr(session_factory, "__name__", "") != "BlockedDBSession"
-
-
-def metadata_db_unreachable() -> str | None:
-    """Why the metadata DB does not answer a trivial query, or None when it does."""
-    try:
-        from airflow import settings
-        from sqlalchemy import text
-
-        engine = settings.engine
-        if engine is None:
-            return None
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as err:
-        return f"the metadata DB did not answer ({type(err).__name__})"
-    return None
 
 
 class MetadataDbTokenStore:

@@ -12,18 +12,20 @@ from airflow_provider_aac.core.api import (
     STATUS_HINTS,
     ApiCall,
     ApiResponse,
-    Decision,
-    Raise,
-    ReplaceTokenThenRetry,
-    RetryAfter,
-    Return,
     aac_exception,
     decode_body,
     is_idempotent,
     plain_text,
     validate_api_path,
 )
-from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACNotFoundError, AACTransientError
+from airflow_provider_aac.core.errors import (
+    AACApiError,
+    AACConfigError,
+    AACError,
+    AACNotFoundError,
+    AACTransientError,
+)
+from airflow_provider_aac.core.exchange import HttpAnswer, ReplaceToken, TransportFailure, Wait
 from airflow_provider_aac.core.retry import Backoff
 
 
@@ -31,30 +33,37 @@ def aac_error(name: str, message: str) -> bytes:
     return json.dumps({"exception": {"name": name, "message": message, "details": None}}).encode()
 
 
-def answer(call: ApiCall, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Decision:
+Step = ApiResponse | Wait | ReplaceToken | AACError
+"""The call's next step: what it returns, the effect it yields, or the error it raises."""
+
+
+def answer(call: ApiCall, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Step:
     call.start_attempt()
-    return call.after_response(status, headers or {}, body)
+    try:
+        return call.after_response(HttpAnswer(status, headers or {}, body))
+    except AACError as err:
+        return err
 
 
-def retries(decision: Decision) -> bool:
-    return isinstance(decision, RetryAfter)
+def retries(decision: Step) -> bool:
+    return isinstance(decision, Wait)
 
 
-def response_of(decision: Decision) -> ApiResponse:
-    assert isinstance(decision, Return), decision
-    return decision.response
+def response_of(decision: Step) -> ApiResponse:
+    assert isinstance(decision, ApiResponse), decision
+    return decision
 
 
-def error_of(decision: Decision) -> Exception:
-    assert isinstance(decision, Raise), decision
-    return decision.error
+def error_of(decision: Step) -> Exception:
+    assert isinstance(decision, AACError), decision
+    return decision
 
 
 def attempts_until_error(call: ApiCall, status: int, headers: dict[str, str] | None = None) -> int:
     """Answer ``status`` until the call gives up; how many attempts it made."""
     for _ in range(100):
         decision = answer(call, status, headers)
-        if isinstance(decision, Raise):
+        if isinstance(decision, AACError):
             return call.attempt
         assert retries(decision)
     raise AssertionError("the call never gave up")
@@ -96,7 +105,7 @@ def test_429_is_retried_for_every_method(method: str, headers: dict[str, str] | 
 
 def test_429_honours_x_retry_after() -> None:
     decision = answer(ApiCall("POST", "/v4/plans/1/run"), 429, {"x-retry-after": "7"})
-    assert isinstance(decision, RetryAfter) and decision.delay >= 7.0
+    assert isinstance(decision, Wait) and decision.delay >= 7.0
 
 
 def test_429_with_too_long_retry_after_gives_up_with_the_rate_limit_hint() -> None:
@@ -162,9 +171,14 @@ def test_other_4xx_fail_at_once_with_their_hint(status: int) -> None:
 # --------------------------------------------------------------------------- lost connections
 
 
-def failure(call: ApiCall, *, request_sent: bool) -> Decision:
+def failure(call: ApiCall, *, request_sent: bool) -> Step:
     call.start_attempt()
-    return call.after_transport_failure("ConnectionError reaching http://aac.test", request_sent=request_sent)
+    try:
+        return call.after_transport_failure(
+            TransportFailure("ConnectionError reaching http://aac.test", request_sent=request_sent)
+        )
+    except AACError as err:
+        return err
 
 
 def test_connection_failure_before_sending_is_retried_even_for_post() -> None:
@@ -204,7 +218,7 @@ def test_connection_failures_give_up_after_the_attempts() -> None:
 def test_401_asks_for_one_refresh_then_fails() -> None:
     call = ApiCall("POST", "/v4/plans/1/run")
     first = answer(call, 401, body=aac_error("UnauthorizedException", "The access token has expired"))
-    assert isinstance(first, ReplaceTokenThenRetry)
+    assert isinstance(first, ReplaceToken)
     assert first.rejection.status_code == 401
     second = error_of(
         answer(call, 401, body=aac_error("UnauthorizedException", "The access token has been revoked"))
@@ -316,7 +330,7 @@ def test_non_json_error_bodies_give_the_same_error_as_json_ones(status: int, bod
 
 def test_plain_text_401_is_a_token_rejection_like_a_json_one() -> None:
     call = ApiCall("GET", "/v4/people/current")
-    assert isinstance(answer(call, 401, body=b"Unauthorized"), ReplaceTokenThenRetry)
+    assert isinstance(answer(call, 401, body=b"Unauthorized"), ReplaceToken)
     rejection = error_of(answer(call, 401, body=b"Unauthorized"))
     assert str(rejection).startswith("AAC answered 401 to GET /v4/people/current: Unauthorized. AAC rejected")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_provider_aac.core.errors import AACApiError, AACNotFoundError, reworded
-from airflow_provider_aac.core.oauth import TransportFailure
+from airflow_provider_aac.core.exchange import TransportFailure
 
 
 def test_reworded_keeps_a_required_keyword_only_field() -> None:

@@ -7,20 +7,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aac.core.api import ApiCall, ApiResponse
+from airflow_provider_aac.core.api import ApiCall, ApiResponse, api_call, api_exchange
 from airflow_provider_aac.core.errors import AACApiError, AACConfigError, AACTransientError
 from airflow_provider_aac.core.exchange import (
-    Answer,
     Effect,
     Exchange,
     FreshToken,
     HttpAnswer,
     ReplaceToken,
     Send,
-    TransportFailed,
+    TransportFailure,
     Wait,
-    api_call,
-    api_exchange,
 )
 from airflow_provider_aac.core.retry import Backoff
 
@@ -48,9 +45,13 @@ class Hand:
     def last(self) -> Effect:
         return self.effects[-1]
 
-    def resume(self, reply: Answer | None = None) -> Effect | None:
+    def resume(self, reply: HttpAnswer | TransportFailure | None = None) -> Effect | None:
+        """Resume with an answer, or raise a failure into the exchange, as a driver does."""
         try:
-            effect = self.exchange.send(reply)
+            if isinstance(reply, TransportFailure):
+                effect = self.exchange.throw(reply)
+            else:
+                effect = self.exchange.send(reply)
         except StopIteration as stop:
             self.result, self.done = stop.value, True
             return None
@@ -96,14 +97,14 @@ def test_a_lost_non_idempotent_request_is_not_resent() -> None:
     hand = Hand(api_call("POST", "/v4/plans/1/run"))
     hand.resume()
     with pytest.raises(AACTransientError, match="not repeated"):
-        hand.resume(TransportFailed("ConnectionError reaching https://aac", request_sent=True))
+        hand.resume(TransportFailure("ConnectionError reaching https://aac", request_sent=True))
     assert [type(e) for e in hand.effects] == [FreshToken, Send]
 
 
 def test_a_request_that_never_left_is_resent_after_a_wait() -> None:
     hand = Hand(api_exchange(ApiCall("POST", "/v4/plans/1/run", backoff=NO_JITTER)))
     send = hand.resume()
-    assert hand.resume(TransportFailed("ConnectTimeout reaching https://aac", request_sent=False)) == Wait(
+    assert hand.resume(TransportFailure("ConnectTimeout reaching https://aac", request_sent=False)) == Wait(
         0.0
     )
     assert hand.resume() == send

@@ -22,20 +22,19 @@ from airflow_provider_aac.core.errors import (
     AACTokenChainBrokenError,
     AACTransientError,
 )
+from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
 from airflow_provider_aac.core.oauth import (
     AACRefreshOutcomeUnknownError,
-    RawResponse,
     SendWindow,
     TokenEndpoint,
     TokenGrant,
-    TransportFailure,
     interpret_token_response,
     refresh_form,
     request_refresh,
 )
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.testing.simulator import AACSimulator
-from airflow_provider_aac.transport import requests_token_transport
+from airflow_provider_aac.transport.token_post import requests_token_transport
 
 CONN = "aac_oauth_test"
 BACKOFF = Backoff(attempts=3, base=0.5, cap=5.0, max_retry_after=20.0)
@@ -369,7 +368,7 @@ def test_an_answer_past_the_deadline_is_an_unknown_outcome_and_not_retried(
 def test_200_without_a_json_object_is_an_unknown_outcome() -> None:
     for body in (b"<html>ok</html>", b"[1, 2]", b"\xff"):
         with pytest.raises(AACRefreshOutcomeUnknownError, match="answered 200 without a JSON object"):
-            interpret_token_response(RawResponse(200, {}, body), conn_id=CONN)
+            interpret_token_response(HttpAnswer(200, {}, body), conn_id=CONN)
 
 
 # --------------------------------------------------------------------------- unreachable
@@ -402,7 +401,7 @@ def test_transport_failure_before_sending_is_retried_and_then_succeeds(
     real = requests_token_transport(session)
     calls: list[str] = []
 
-    def flaky(url: str, form: Any, window: SendWindow) -> RawResponse:
+    def flaky(url: str, form: Any, window: SendWindow) -> HttpAnswer:
         calls.append(url)
         if len(calls) == 1:
             raise TransportFailure("ConnectionError", request_sent=False)
@@ -447,7 +446,7 @@ def test_200_without_access_token_is_a_grant_without_one(
     ],
 )
 def test_grant_fields_are_read_defensively(body: dict[str, Any], expected: TokenGrant) -> None:
-    assert interpret_token_response(RawResponse(200, {}, json.dumps(body).encode()), conn_id=CONN) == expected
+    assert interpret_token_response(HttpAnswer(200, {}, json.dumps(body).encode()), conn_id=CONN) == expected
 
 
 def test_token_grant_repr_shows_no_token() -> None:
@@ -465,7 +464,7 @@ def test_a_retry_that_cannot_get_through_keeps_the_outcome_unknown(
     real = requests_token_transport(session)
     calls: list[int] = []
 
-    def lose_then_busy(url: str, form: Any, window: SendWindow) -> RawResponse:
+    def lose_then_busy(url: str, form: Any, window: SendWindow) -> HttpAnswer:
         calls.append(1)
         if len(calls) == 1:
             aac_simulator.lose_token_response()

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from airflow_provider_aac.core.api import ApiCall, RetryAfter
+from airflow_provider_aac.core.api import ApiCall
+from airflow_provider_aac.core.exchange import HttpAnswer, Wait
 from airflow_provider_aac.core.rate_limits import RateGate, exhausted_wait, rate_limit_wait, reset_in
 from airflow_provider_aac.core.retry import Backoff
 
@@ -73,15 +74,15 @@ def test_api_call_waits_for_the_exhausted_window_on_a_429() -> None:
     call.start_attempt()
     reset = time.time() + 9
     decision = call.after_response(
-        429, {"x-rate-limit-user-remaining": "0", "x-rate-limit-user-reset": str(reset)}, b"{}"
+        HttpAnswer(429, {"x-rate-limit-user-remaining": "0", "x-rate-limit-user-reset": str(reset)}, b"{}")
     )
-    assert isinstance(decision, RetryAfter) and 8.5 <= decision.delay <= 9.5
+    assert isinstance(decision, Wait) and 8.5 <= decision.delay <= 9.5
     # A 503 does not read rate-limit headers: its wait is a plain backoff.
     call.start_attempt()
     decision = call.after_response(
-        503, {"x-rate-limit-user-remaining": "0", "x-rate-limit-user-reset": str(reset)}, b"{}"
+        HttpAnswer(503, {"x-rate-limit-user-remaining": "0", "x-rate-limit-user-reset": str(reset)}, b"{}")
     )
-    assert isinstance(decision, RetryAfter) and decision.delay <= 1.0
+    assert isinstance(decision, Wait) and decision.delay <= 1.0
 
 
 def test_gate_holds_starts_until_the_reset_and_lets_go_after() -> None:

@@ -29,13 +29,12 @@ from airflow_provider_aac.core.errors import (
     AACTokenChainBrokenError,
     AACTransientError,
 )
+from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
 from airflow_provider_aac.core.keeping import rotated
 from airflow_provider_aac.core.oauth import (
     AACRefreshOutcomeUnknownError,
-    RawResponse,
     SendWindow,
     TokenGrant,
-    TransportFailure,
 )
 from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.retry import Backoff
@@ -51,7 +50,7 @@ from airflow_provider_aac.core.token_state import (
 )
 from airflow_provider_aac.core.token_store import Change
 from airflow_provider_aac.testing.simulator import AACSimulator
-from airflow_provider_aac.transport import requests_token_transport
+from airflow_provider_aac.transport.token_post import requests_token_transport
 
 CONN = "aac_refresh_test"
 FAST_BACKOFF = Backoff(attempts=3, base=0.01, cap=0.05, max_retry_after=1.0)
@@ -200,11 +199,11 @@ def refresher(
 def gated(transport: Any, gate: threading.Event, entered: threading.Event | None = None) -> Any:
     """A transport that waits for ``gate`` (with a deadline) before sending."""
 
-    def send(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def send(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         if entered is not None:
             entered.set()
         assert gate.wait(DEADLINE), "the gate never opened"
-        result: RawResponse = transport(url, form, window)
+        result: HttpAnswer = transport(url, form, window)
         return result
 
     return send
@@ -472,7 +471,7 @@ def test_http_issuer_on_another_host_is_refused_before_the_refresh_token_is_sent
     pair = {"access_token": unsigned_jwt(**claims), "refresh_token": "r" * 30}
     sent_to: list[str] = []
 
-    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         sent_to.append(url)
         raise TransportFailure("no network in this test", request_sent=False)
 
@@ -513,7 +512,7 @@ def test_a_newer_pair_written_during_the_refresh_wins_and_the_holder_says_so(
     rogue = {**fresh_extra(aac_simulator.mint_pair()), "generation": 5, "note": "rogue"}
     real = requests_token_transport(requests.Session())
 
-    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         store.force(rogue)  # someone ignoring the lock stores another pair meanwhile
         return real(url, form, window)
 
@@ -730,7 +729,7 @@ def test_with_lease_a_pair_pasted_during_the_post_wins(
     pasted = {**fresh_extra(aac_simulator.mint_pair()), "note": "the user pasted a new pair"}
     real = requests_token_transport(requests.Session())
 
-    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def transport(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         store.force(pasted)
         return real(url, form, window)
 
@@ -765,9 +764,9 @@ def test_under_lock_respects_a_live_claim_from_with_lease(
     )
     real = requests_token_transport(requests.Session())
 
-    def b_transport(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def b_transport(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         try:
-            result: RawResponse = real(url, form, window)
+            result: HttpAnswer = real(url, form, window)
         finally:
             b_moved.set()  # only now may the api-server's request go out
         return result

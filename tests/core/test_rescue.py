@@ -23,7 +23,7 @@ from airflow_provider_aac.core.rescue import HeldPair, MemoryPlace, Rescue
 from airflow_provider_aac.core.token_state import TokenState, Version, fingerprint
 from airflow_provider_aac.core.token_store import Change
 from airflow_provider_aac.testing.simulator import AACSimulator
-from airflow_provider_aac.transport import requests_token_transport
+from airflow_provider_aac.transport.token_post import requests_token_transport
 from tests.core.test_refresh import CONN, FAST_BACKOFF, MemoryStore, stale_extra
 
 

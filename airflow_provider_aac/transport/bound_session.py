@@ -10,26 +10,37 @@ an answer that is not retried is returned as a ``requests.Response``, as request
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
-from airflow_provider_aac.core.api import API_PREFIX, USER_AGENT, ApiCall, validate_api_path
+from airflow_provider_aac.core.api import API_PREFIX, USER_AGENT, ApiCall, api_exchange, validate_api_path
 from airflow_provider_aac.core.errors import AACApiError, AACConfigError
-from airflow_provider_aac.core.exchange import Answer, HttpAnswer, Send, TransportFailed, api_exchange
-from airflow_provider_aac.transport import requests_was_sent
+from airflow_provider_aac.core.exchange import Exchange, HttpAnswer, Send, TransportFailure
+from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.transport.requests_edge import requests_was_sent
 
-if TYPE_CHECKING:
-    from airflow_provider_aac.hooks.aac import AACHook
-
+T = TypeVar("T")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ExchangeDriver(Protocol):
+    """What the session needs of ``AACHook``: its retry policy, and its driver with a send of the session's own."""
+
+    aac_conn_id: str
+    backoff: Backoff
+
+    def run_exchange(
+        self, exchange: Exchange[T], send: Callable[[Send, str, str], HttpAnswer] | None = None
+    ) -> T: ...
 
 
 class AACSession(requests.Session):
     """A ``requests.Session`` that sends only to ``base_url``'s ``/v4``, with the hook's token and retries."""
 
-    def __init__(self, hook: AACHook, base_url: str) -> None:
+    def __init__(self, hook: ExchangeDriver, base_url: str) -> None:
         super().__init__()
         self.hook = hook
         self.base_url = base_url
@@ -45,7 +56,7 @@ class AACSession(requests.Session):
         kwargs["allow_redirects"] = False  # a redirect would carry the token elsewhere
         responses: list[requests.Response] = []
 
-        def send_attempt(_: Send, base_url: str, access_token: str) -> Answer:
+        def send_attempt(_: Send, base_url: str, access_token: str) -> HttpAnswer:
             if base_url != self.base_url:
                 raise AACConfigError(
                     f"The host of connection {self.hook.aac_conn_id!r} changed to {base_url} after this "
@@ -57,9 +68,7 @@ class AACSession(requests.Session):
             try:
                 response = super(AACSession, self).send(attempt, **kwargs)
             except requests.RequestException as err:
-                return TransportFailed(
-                    f"{type(err).__name__} reaching {base_url}", request_sent=requests_was_sent(err)
-                )
+                raise TransportFailure.reaching(err, base_url, request_sent=requests_was_sent(err)) from None
             responses.append(response)
             return HttpAnswer(response.status_code, response.headers, response.content)
 

@@ -1,12 +1,9 @@
-"""The requests edge: the token POST, and what a failed request may have done.
+"""The token POST: the refresh request on the wire, gated and bounded.
 
-(The httpx edge of async ``/v4`` calls is ``async_http``.)
-
-Their one job beyond sending is to tell whether a failed request may have reached the
-server, because the core retries only what cannot have taken effect.
-
-The token POST gets two more guarantees, because a refresh token may be spent only
-while its sender is certain nobody else may spend it. ``requests`` timeouts bound each
+Its one job beyond sending is to tell whether a failed request may have reached the
+server, because the core retries only what cannot have taken effect. It gets two more
+guarantees, because a refresh token may be spent only while its sender is certain
+nobody else may spend it. ``requests`` timeouts bound each
 connect and each read, not the whole answer (a server dripping bytes never trips them),
 so a watchdog ends the exchange at the attempt's deadline by shutting its socket. And
 the last check of the caller's exclusivity runs after the connection is open and before
@@ -24,28 +21,16 @@ from contextvars import ContextVar
 from typing import Any
 
 import requests
-import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from airflow_provider_aac.core.api import USER_AGENT
-from airflow_provider_aac.core.oauth import RawResponse, SendWindow, TokenTransport, TransportFailure
+from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
+from airflow_provider_aac.core.oauth import SendWindow, TokenTransport
+from airflow_provider_aac.transport.requests_edge import requests_was_sent
 
 CONNECT_TIMEOUT = 10.0
-
-
-def requests_was_sent(err: requests.RequestException) -> bool:
-    """False only when the connection was never established."""
-    if isinstance(err, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError):
-        return False
-    if isinstance(err, requests.exceptions.ConnectionError):
-        reason = err.args[0] if err.args else None
-        reason = getattr(reason, "reason", reason)
-        return not isinstance(
-            reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
-        )
-    return not isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema)
 
 
 class _TooLateToSend(Exception):
@@ -148,7 +133,7 @@ def requests_token_transport(session: requests.Session | None = None) -> TokenTr
     http = session or token_session()
     gated = _runs_gates(http)
 
-    def post(url: str, form: Mapping[str, str], window: SendWindow) -> RawResponse:
+    def post(url: str, form: Mapping[str, str], window: SendWindow) -> HttpAnswer:
         attempt = _Attempt(window)
         token = _CURRENT.set(attempt)
         watchdog = threading.Timer(max(window.seconds, 0.0), attempt.cut)
@@ -185,7 +170,7 @@ def requests_token_transport(session: requests.Session | None = None) -> TokenTr
             watchdog.cancel()
             _CURRENT.reset(token)
             http.close()  # a fresh connection per attempt: a stale keep-alive one makes "sent?" unanswerable
-        return RawResponse(response.status_code, dict(response.headers), content)
+        return HttpAnswer(response.status_code, dict(response.headers), content)
 
     return post
 

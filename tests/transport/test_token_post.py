@@ -19,9 +19,11 @@ import pytest
 import requests
 import urllib3
 
-from airflow_provider_aac.async_http import httpx_was_sent
-from airflow_provider_aac.core.oauth import SendWindow, TransportFailure
-from airflow_provider_aac.transport import requests_token_transport, requests_was_sent
+from airflow_provider_aac.core.exchange import TransportFailure
+from airflow_provider_aac.core.oauth import SendWindow
+from airflow_provider_aac.transport.httpx_edge import httpx_was_sent
+from airflow_provider_aac.transport.requests_edge import requests_was_sent
+from airflow_provider_aac.transport.token_post import requests_token_transport
 
 SHORT = 0.3
 
@@ -309,7 +311,7 @@ def test_token_transport_checks_the_gate_after_connecting_and_before_sending() -
     assert sent.startswith(b"POST /as/token")
 
 
-# --------------------------------------------------------------------------- httpx (async_http)
+# --------------------------------------------------------------------------- httpx (transport.httpx_edge)
 
 
 def test_httpx_connection_refused_was_not_sent() -> None:

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from airflow_provider_aac.async_http import LOOP_CONNECTIONS, LoopHttp, loop_http
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
+from airflow_provider_aac.transport.httpx_edge import LOOP_CONNECTIONS, LoopHttp, loop_http
 
 CALLS = 100
 HELD = 0.2

@@ -8,7 +8,7 @@ import secrets
 from airflow.sdk._shared.secrets_masker import _secrets_masker, redact
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_aac.secrets import KEEP_GENERATIONS, mask_tokens
+from airflow_provider_aac.tokens.masking import KEEP_GENERATIONS, mask_tokens
 
 
 def test_two_hundred_refreshes_keep_the_masker_small_and_the_live_pair_masked() -> None:

@@ -1,7 +1,6 @@
 """The httpx edge for async ``/v4`` calls: one client per event loop, and what a failure sent.
 
-Kept apart from ``transport`` (requests) so that trigger code and DAG files import no
-requests at all.
+Kept apart from ``requests_edge`` so that trigger code and DAG files import no requests at all.
 """
 
 from __future__ import annotations
@@ -11,6 +10,9 @@ import threading
 from dataclasses import dataclass
 
 import httpx
+
+from airflow_provider_aac.core.api import api_headers
+from airflow_provider_aac.core.exchange import HttpAnswer, Send, TransportFailure
 
 
 def httpx_was_sent(err: httpx.HTTPError) -> bool:
@@ -57,3 +59,21 @@ def loop_http() -> LoopHttp:
                 httpx.AsyncClient(follow_redirects=False, limits=limits), asyncio.Semaphore(LOOP_CONNECTIONS)
             )
         return http
+
+
+async def send_with_httpx(
+    client: httpx.AsyncClient, send: Send, base_url: str, access_token: str, timeout: float
+) -> HttpAnswer:
+    """One attempt of ``send``; raises ``TransportFailure`` when no answer came. Redirects are not followed."""
+    try:
+        response = await client.request(
+            send.method,
+            base_url + send.path,
+            json=send.json,
+            params=send.params,
+            headers=api_headers(access_token, send.headers),
+            timeout=timeout,
+        )
+    except httpx.HTTPError as err:
+        raise TransportFailure.reaching(err, base_url, request_sent=httpx_was_sent(err)) from None
+    return HttpAnswer(response.status_code, response.headers, response.content)
