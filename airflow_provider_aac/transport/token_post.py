@@ -161,7 +161,7 @@ def requests_token_transport(session: requests.Session | None = None) -> TokenTr
             sent = attempt.sent if gated else requests_was_sent(err)
             detail = (
                 f"no complete answer within the {window.seconds:.1f} s this attempt had"
-                if attempt.cut_off
+                if attempt.cut_off or isinstance(err, requests.exceptions.ReadTimeout)
                 else type(err).__name__
             )
             raise TransportFailure(detail, request_sent=sent) from None
