@@ -124,7 +124,7 @@ class AACFinalError(AACError, AirflowFailException):
         self.outcome = error.outcome
 
     def __reduce__(self) -> tuple[type[AACFinalError], tuple[AACError]]:
-        return (type(self), (self.error,))
+        return (AACFinalError, (self.error,))
 
 
 @contextmanager
