@@ -1,10 +1,17 @@
-"""Every error the provider raises on purpose, importable from one place.
+"""Every error the provider raises on purpose, and the one boundary that decides Airflow's retries.
 
-Two modules hold them because ``core/`` must stay importable without Airflow: the errors
-its token and refresh logic raise live in ``core.errors``, while the ones that must also
-be Airflow exceptions (so that Airflow retries them, or fails the task without retries)
-are defined here. Users import every class from this module; ``core.errors`` is for
-``core/`` alone.
+Two modules hold the classes because ``core/`` must stay importable without Airflow: the
+errors its token and refresh logic raise live in ``core.errors``, while the ones that must
+also be Airflow exceptions are defined here. Users import every class from this module;
+``core.errors`` is for ``core/`` alone. ``__all__`` names what a DAG author acts on; the
+other classes (the refresh's lock and store failures, all ``AACTransientError`` or
+``AACConfigError``) stay importable from here for code that already catches them.
+
+Each error carries its policy (``retryable``, ``outcome``: see ``core.errors``).
+Operators and sensors run inside ``failing_fast``, which turns an error no retry can
+fix into :class:`AACFinalError`, an ``AirflowFailException``: a dead token chain, a wrong
+connection or a run target that does not exist stay exactly as broken on the next try,
+and spending the task's retries on them only delays the message a person has to act on.
 
 This module imports only ``core.errors`` and Airflow, so any module of the provider can
 import it without a cycle.
@@ -12,53 +19,45 @@ import it without a cycle.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from airflow_provider_aac.compat import AirflowException, AirflowFailException
 from airflow_provider_aac.core.errors import (
     AACApiError,
-    AACClientRejectedError,
     AACConfigError,
     AACError,
-    AACLockTimeoutError,
-    AACLockUnavailableError,
     AACNotFoundError,
-    AACPairHeldError,
-    AACRefreshNotPublishedError,
-    AACRefreshOutcomeUnknownError,
-    AACStoreConflictError,
-    AACStoreError,
-    AACStoreUnavailableError,
     AACTokenChainBrokenError,
     AACTransientError,
 )
+
+# Importable from here for code that catches them, outside __all__: each is under a base above.
+from airflow_provider_aac.core.errors import AACClientRejectedError as AACClientRejectedError
+from airflow_provider_aac.core.errors import AACLockTimeoutError as AACLockTimeoutError
+from airflow_provider_aac.core.errors import AACLockUnavailableError as AACLockUnavailableError
+from airflow_provider_aac.core.errors import AACPairHeldError as AACPairHeldError
+from airflow_provider_aac.core.errors import AACRefreshNotPublishedError as AACRefreshNotPublishedError
+from airflow_provider_aac.core.errors import AACRefreshOutcomeUnknownError as AACRefreshOutcomeUnknownError
+from airflow_provider_aac.core.errors import AACStoreConflictError as AACStoreConflictError
+from airflow_provider_aac.core.errors import AACStoreError as AACStoreError
+from airflow_provider_aac.core.errors import AACStoreUnavailableError as AACStoreUnavailableError
 
 if TYPE_CHECKING:
     from airflow_provider_aac.runs import RunState
 
 __all__ = [
     "AACApiError",
-    "AACClientRejectedError",
     "AACConfigError",
     "AACError",
-    "AACLockTimeoutError",
-    "AACLockUnavailableError",
+    "AACFinalError",
     "AACNotFoundError",
-    "AACPairHeldError",
-    "AACPlanInvalidError",
-    "AACRefreshNotPublishedError",
-    "AACRefreshOutcomeUnknownError",
-    "AACResponseCheckError",
     "AACRunError",
     "AACRunFailedError",
     "AACRunOutcomeUnknownError",
-    "AACRunTargetLookupError",
     "AACRunTimeoutError",
-    "AACStoreConflictError",
-    "AACStoreError",
-    "AACStoreUnavailableError",
     "AACTokenChainBrokenError",
-    "AACTokenDeadlineError",
     "AACTransientError",
 ]
 
@@ -87,9 +86,13 @@ class AACRunOutcomeUnknownError(AACError, AirflowFailException):
     final: the user looks in AAC instead.
     """
 
+    retryable = False
+
 
 class AACPlanInvalidError(AACError, AirflowFailException):
     """AAC will not run the plan as it stands (``validationStatus`` not ``Valid``): retrying cannot fix it."""
+
+    retryable = False
 
 
 class AACRunTargetLookupError(AACConfigError):
@@ -102,3 +105,36 @@ class AACResponseCheckError(AACError, AirflowException):
 
 class AACTokenDeadlineError(AACError, AirflowFailException):
     """The refresh token is about to expire (or has): fail at once, retrying cannot help."""
+
+    retryable = False
+
+
+class AACFinalError(AACError, AirflowFailException):
+    """An error no task retry can fix, failing the task without its retries.
+
+    ``error`` is what the provider raised (also this exception's ``__cause__``), with its
+    class and attributes (``status_code``, ``state``, ``url``...); the message is its message.
+    """
+
+    retryable = False
+
+    def __init__(self, error: AACError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.outcome = error.outcome
+
+    def __reduce__(self) -> tuple[type[AACFinalError], tuple[AACError]]:
+        return (AACFinalError, (self.error,))
+
+
+@contextmanager
+def failing_fast(*, run_failure_is_final: bool = False) -> Iterator[None]:
+    """Raise an error that is not ``retryable`` as :class:`AACFinalError`; a failed AAC run too when asked."""
+    try:
+        yield
+    except AACError as err:
+        if run_failure_is_final and isinstance(err, AACRunFailedError):
+            err.retryable = False
+        if err.retryable or isinstance(err, AirflowFailException):
+            raise
+        raise AACFinalError(err) from err

@@ -150,24 +150,10 @@ REFRESH_OUTCOMES = (
 
 
 def refresh_outcome(error: BaseException) -> str:
-    """The ``outcome`` tag of a refresh that raised ``error``: what the user does next, in one word."""
-    from airflow_provider_aac.core import errors
+    """The ``outcome`` tag of a refresh that raised ``error``: the error's own (``AACError.outcome``)."""
+    from airflow_provider_aac.core.errors import AACError
 
-    for error_type, outcome in (
-        (errors.AACTokenChainBrokenError, "chain_broken"),
-        (errors.AACRefreshOutcomeUnknownError, "outcome_unknown"),
-        (errors.AACPairHeldError, "pair_held"),
-        (errors.AACLockTimeoutError, "lock_timeout"),
-        (errors.AACLockUnavailableError, "lock_unavailable"),
-        (errors.AACStoreUnavailableError, "store_unavailable"),
-        (errors.AACRefreshNotPublishedError, "not_published"),
-        (errors.AACClientRejectedError, "client_rejected"),
-        (errors.AACConfigError, "config"),
-        (errors.AACTransientError, "transient"),
-    ):
-        if isinstance(error, error_type):
-            return outcome
-    return "error"
+    return error.outcome if isinstance(error, AACError) else "error"
 
 
 def refresh_finished(conn_id: str, mode: str, outcome: str, seconds: float) -> None:

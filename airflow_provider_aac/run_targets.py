@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aac.core.api import api_call
 from airflow_provider_aac.core.exchange import Exchange
 from airflow_provider_aac.core.retry import Backoff
-from airflow_provider_aac.errors import AACConfigError, AACRunTargetLookupError
-from airflow_provider_aac.runs import RunKind, is_templated, positive_int
+from airflow_provider_aac.errors import AACRunTargetLookupError
+from airflow_provider_aac.runs import RunKind
 
 if TYPE_CHECKING:
     from airflow_provider_aac.hooks.aac import AACHook
@@ -40,27 +40,6 @@ LISTINGS: Mapping[RunKind, _Listing] = {
     RunKind.FLOW: _Listing("flow", "/v4/flows", {"flowsFilter": "all"}),
     RunKind.JOB_GROUP: _Listing("recipe", "/v4/wrangledDatasets", {}),
 }
-
-
-def check_id_or_name(id_value: Any, name: Any, id_field: str, name_field: str) -> None:
-    """Exactly one of the two, each valid unless it is a template still to be rendered."""
-    if (id_value is None) == (name is None):
-        raise AACConfigError(
-            f"Give exactly one of {id_field} and {name_field}, not "
-            f"{'both' if id_value is not None else 'neither'}: e.g. {id_field}=42 or {name_field}='Daily sales'."
-        )
-    if id_value is not None and not is_templated(id_value):
-        positive_int(id_value, id_field)
-    if name is not None and not is_templated(name):
-        check_name(name, name_field)
-
-
-def check_name(name: Any, name_field: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise AACConfigError(
-            f"{name_field} must be the non-empty name AAC shows for the object, not {name!r}."
-        )
-    return name
 
 
 def _rows(data: Any) -> list[dict[str, Any]]:

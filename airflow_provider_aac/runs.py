@@ -11,8 +11,6 @@ path and the triggerer path cannot drift apart.
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,10 +26,8 @@ from airflow_provider_aac.errors import (
     AACApiError,
     AACConfigError,
     AACError,
-    AACNotFoundError,
     AACRunError,
     AACRunFailedError,
-    AACTransientError,
 )
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
 
@@ -122,31 +118,6 @@ class RunState:
         return f"AAC {ENDPOINTS[self.kind].label} {self.run_id}"
 
 
-def positive_int(value: Any, name: str) -> int:
-    """An AAC id as an int; templates render ``"42"``, which counts."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value) and int(value) > 0:
-        return int(value)
-    raise AACConfigError(
-        f"{name} must be a positive integer AAC id, not {value!r}. Use the number AAC shows for the "
-        f"object (e.g. {name}=42), or a template that renders to one."
-    )
-
-
-def positive_seconds(value: Any, name: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
-    raise AACConfigError(f"{name} must be a number of seconds greater than 0, not {value!r}.")
-
-
-def is_templated(value: Any) -> bool:
-    """True for what only becomes a value at render time: Jinja strings, XComArgs."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    return not isinstance(value, int | float | bool | type(None))
-
-
 def run_url(config: AACConnectionConfig, kind: RunKind, run_id: int) -> str:
     """Where the run is shown in AAC.
 
@@ -168,25 +139,16 @@ def run_url(config: AACConnectionConfig, kind: RunKind, run_id: int) -> str:
 # --------------------------------------------------------------------------- poll errors
 
 
-def is_transient(error: BaseException) -> bool:
-    """Errors that may pass by the next poll, after the hook's own retries gave up."""
-    if isinstance(error, AACTransientError):
-        return True
-    if isinstance(error, AACApiError) and not isinstance(error, AACNotFoundError):
-        return error.status_code is not None and (error.status_code == 429 or error.status_code >= 500)
-    return False
-
-
 @dataclass
 class PollErrors:
-    """Counts consecutive transient failures while waiting; anything else ends the wait at once."""
+    """Counts consecutive retryable failures while waiting; any other error ends the wait at once."""
 
     limit: int = MAX_CONSECUTIVE_POLL_ERRORS
     consecutive: int = field(default=0, init=False)
 
     def record(self, error: AACError, what: str) -> None:
-        """Raise unless the error is transient and the budget has room; then the caller polls again."""
-        if not is_transient(error):
+        """Raise unless the error is retryable and the budget has room; then the caller polls again."""
+        if not error.retryable:
             raise error
         self.consecutive += 1
         if self.consecutive >= self.limit:
@@ -327,6 +289,20 @@ def _cancel_exchange(
     return ids
 
 
+def _cancel_or_warn_exchange(
+    kind: RunKind, run_id: int, job_group_ids: Sequence[int], reason: str, backoff: Backoff
+) -> Exchange[bool]:
+    """Cancel the run and log what happened; a failure is a warning, because the task ends anyway."""
+    what = f"AAC {ENDPOINTS[kind].label} {run_id}"
+    try:
+        cancelled = yield from _cancel_exchange(kind, run_id, job_group_ids, backoff)
+    except AACError as err:
+        log.warning("Could not cancel %s on %s: %s", what, reason, err)
+        return False
+    log.info("Canceled %s (%s) on %s.", what, cancelled, reason)
+    return True
+
+
 def flow_job_group_ids(hook: AACHook, run_id: int) -> list[int]:
     return hook.run_exchange(_flow_job_groups_exchange(run_id, hook.backoff))
 
@@ -345,6 +321,21 @@ def cancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[in
 
 async def acancel(hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int] = ()) -> list[int]:
     return await hook.arun_exchange(_cancel_exchange(kind, run_id, job_group_ids, hook.backoff))
+
+
+def cancel_or_warn(
+    hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int], reason: str
+) -> bool:
+    """True when AAC canceled the run; a failed cancel is logged, not raised."""
+    return hook.run_exchange(_cancel_or_warn_exchange(kind, run_id, job_group_ids, reason, hook.backoff))
+
+
+async def acancel_or_warn(
+    hook: AACHook, kind: RunKind, run_id: int, job_group_ids: Sequence[int], reason: str
+) -> bool:
+    return await hook.arun_exchange(
+        _cancel_or_warn_exchange(kind, run_id, job_group_ids, reason, hook.backoff)
+    )
 
 
 # --------------------------------------------------------------------------- outcomes

@@ -118,3 +118,8 @@ def test_a_transient_error_keeps_the_retries_and_the_retry_starts_one_run(outcom
 def test_no_token_in_the_output(outcome: dict[str, Any]) -> None:
     for token in outcome["tokens"]:
         assert token not in outcome["output"]
+
+
+def test_the_log_names_the_final_error_and_the_error_it_carries(outcome: dict[str, Any]) -> None:
+    assert "AACFinalError" in outcome["output"]
+    assert "AACNotFoundError" in outcome["output"]  # the cause, with its own class

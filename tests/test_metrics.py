@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aac import metrics
+from airflow_provider_aac.core import errors as core_errors
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.support.airflow_env import AirflowHome
 
@@ -164,3 +165,29 @@ def test_a_broken_backend_costs_the_metric_not_the_caller(monkeypatch: pytest.Mo
     monkeypatch.setattr(metrics, "_backend", lambda: (Broken(), True))
     metrics.refresh_finished("aac_default", "lock", "refreshed", 0.5)
     metrics.run_finished("plan", "success", 12.0)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (core_errors.AACTokenChainBrokenError("x"), "chain_broken"),
+        (core_errors.AACRefreshOutcomeUnknownError("x"), "outcome_unknown"),
+        (core_errors.AACPairHeldError("x"), "pair_held"),
+        (core_errors.AACLockTimeoutError("x"), "lock_timeout"),
+        (core_errors.AACLockUnavailableError("x"), "lock_unavailable"),
+        (core_errors.AACStoreUnavailableError("x"), "store_unavailable"),
+        (core_errors.AACRefreshNotPublishedError("x"), "not_published"),
+        (core_errors.AACClientRejectedError("x"), "client_rejected"),
+        (core_errors.AACConfigError("x"), "config"),
+        (core_errors.AACTransientError("x"), "transient"),
+        (core_errors.AACStoreConflictError("x"), "error"),
+        (core_errors.AACApiError("x", status_code=503), "error"),
+    ],
+)
+def test_each_error_names_its_refresh_outcome(error: core_errors.AACError, outcome: str) -> None:
+    assert error.outcome == outcome == metrics.refresh_outcome(error)
+    assert outcome == "error" or outcome in metrics.REFRESH_OUTCOMES
+
+
+def test_an_error_not_ours_is_an_error_outcome() -> None:
+    assert metrics.refresh_outcome(ValueError("x")) == "error"

@@ -26,10 +26,6 @@ from airflow_provider_aac.runs import (
     failure_error,
     failure_message,
     get_status,
-    is_templated,
-    is_transient,
-    positive_int,
-    positive_seconds,
     run_url,
 )
 from airflow_provider_aac.testing.simulator import AACSimulator
@@ -156,35 +152,7 @@ def test_run_url_defaults_and_overrides() -> None:
         run_url(_config(plan_run_url="{base_url}/{plan}"), RunKind.PLAN, 5)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(42, 42), ("42", 42), (" 7 ", 7)])
-def test_positive_int_accepts(value: object, expected: int) -> None:
-    assert positive_int(value, "plan_id") == expected
-
-
-@pytest.mark.parametrize("value", ["abc", 0, -1, "0", "-3", True, None, 1.5, "4.2", ""])
-def test_positive_int_rejects(value: object) -> None:
-    with pytest.raises(AACConfigError, match="plan_id must be a positive integer AAC id"):
-        positive_int(value, "plan_id")
-
-
-@pytest.mark.parametrize("value", [0, -1, True, "5", None, float("inf"), float("nan")])
-def test_positive_seconds_rejects(value: object) -> None:
-    with pytest.raises(AACConfigError, match="poll_interval must be a number of seconds greater than 0"):
-        positive_seconds(value, "poll_interval")
-
-
-def test_is_templated() -> None:
-    assert is_templated("{{ params.x }}") and is_templated(object())
-    assert not is_templated("42") and not is_templated(42) and not is_templated(None)
-
-
 def test_poll_errors_budget() -> None:
-    assert is_transient(AACTransientError("x"))
-    assert is_transient(AACApiError("x", status_code=503))
-    assert is_transient(AACApiError("x", status_code=429))
-    assert not is_transient(AACApiError("x", status_code=400))
-    assert not is_transient(AACNotFoundError("x", status_code=404))
-
     errors = PollErrors(limit=3)
     errors.record(AACTransientError("blip"), "plan run 1")
     errors.reset()
@@ -194,6 +162,21 @@ def test_poll_errors_budget() -> None:
         errors.record(AACTransientError("blip"), "plan run 1")
     with pytest.raises(AACNotFoundError):
         PollErrors().record(AACNotFoundError("gone", status_code=404), "plan run 1")
+    with pytest.raises(AACApiError) as bad_request:
+        PollErrors().record(AACApiError("bad", status_code=400), "plan run 1")
+    assert bad_request.value.retryable is False
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 503, None])
+def test_a_poll_error_a_task_retry_could_fix_is_also_polled_through(status: int | None) -> None:
+    """One answer to "may this pass?": what the task retries, polling tolerates (issue 17: a 409 did not)."""
+    error = AACApiError("x", status_code=status)
+    assert error.retryable
+    errors = PollErrors(limit=2)
+    errors.record(error, "plan run 1")
+    with pytest.raises(AACRunError) as gave_up:
+        errors.record(error, "plan run 1")
+    assert gave_up.value.retryable and gave_up.value.__cause__ is error
 
 
 def test_run_state_is_json_friendly() -> None:

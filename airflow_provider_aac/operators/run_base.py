@@ -8,39 +8,37 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aac import metrics
-from airflow_provider_aac.compat import conf
 from airflow_provider_aac.core.api import EXECUTION_ID_HEADER, ApiResponse
 from airflow_provider_aac.core.rate_limits import RUN_GATE
 from airflow_provider_aac.errors import (
-    AACError,
     AACNotFoundError,
     AACRunError,
     AACRunOutcomeUnknownError,
     AACRunTimeoutError,
+    failing_fast,
 )
-from airflow_provider_aac.failures import failing_fast, final
 from airflow_provider_aac.hooks.aac import DEFAULT_TIMEOUT as DEFAULT_REQUEST_TIMEOUT
 from airflow_provider_aac.hooks.aac import AACHook
-from airflow_provider_aac.links.aac import RUN_ID_XCOM_KEY, RUN_URL_XCOM_KEY, AACRunLink
+from airflow_provider_aac.operators.parameters import check_name, positive_seconds
+from airflow_provider_aac.operators.run_wait import (
+    AACRunWaitMixin,
+    default_deferrable,
+)
 from airflow_provider_aac.resume import RunRecord, RunResume
-from airflow_provider_aac.run_targets import check_id_or_name, check_name, find_by_name
+from airflow_provider_aac.run_targets import find_by_name
 from airflow_provider_aac.runs import (
     ENDPOINTS,
-    MAX_CONSECUTIVE_POLL_ERRORS,
     PollErrors,
     RunKind,
     RunState,
-    cancel,
+    cancel_or_warn,
     failure_error,
     get_status,
-    positive_int,
-    positive_seconds,
     run_url,
     timeout_message,
 )
@@ -51,14 +49,7 @@ if TYPE_CHECKING:
 
 JOB_GROUP_IDS_XCOM_KEY = "job_group_ids"
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
-# The triggerer's own deadline is a backstop behind the trigger's end_time: long enough
-# for the last poll, its retries and the cancel to finish first.
-TRIGGER_TIMEOUT_MARGIN = 300.0
 _EXECUTION_ID_NAMESPACE = uuid.UUID("1b6f2f3e-8a55-4c3e-9b7e-2f1a0aac0001")
-
-
-def _default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def execution_id(context: Context, kind: RunKind, target_id: int) -> str:
@@ -76,7 +67,7 @@ def execution_id(context: Context, kind: RunKind, target_id: int) -> str:
     return str(uuid.uuid5(_EXECUTION_ID_NAMESPACE, key))
 
 
-class AACRunOperatorBase(BaseOperator):
+class AACRunOperatorBase(AACRunWaitMixin, BaseOperator):
     """Start one AAC run, publish where it is, and (by default) wait for it to end.
 
     The run id goes where the next try finds it, and with its AAC URL to XCom (``run_id``,
@@ -100,12 +91,7 @@ class AACRunOperatorBase(BaseOperator):
     :param request_timeout: seconds each HTTP request to AAC may take (> 0).
     """
 
-    kind: ClassVar[RunKind]
-    id_field: ClassVar[str]
-    name_field: ClassVar[str]
     ui_color = "#cfe3ff"
-    operator_extra_links = (AACRunLink(),)
-    max_poll_errors: int = MAX_CONSECUTIVE_POLL_ERRORS
 
     def __init__(
         self,
@@ -128,7 +114,7 @@ class AACRunOperatorBase(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
         self.cancel_on_timeout = cancel_on_timeout
         self.resume = resume
@@ -140,16 +126,12 @@ class AACRunOperatorBase(BaseOperator):
         self._resume: RunResume | None = None
         self._run_started_at: float | None = None
 
-    def _check_target(self) -> None:
-        check_id_or_name(
-            getattr(self, self.id_field), getattr(self, self.name_field), self.id_field, self.name_field
-        )
-
     def _resolve_target(self, hook: AACHook) -> int:
         """The id given, or the id of the one object AAC lists under the name given."""
+        assert self.name_field is not None
         name = getattr(self, self.name_field)
         if name is None:
-            return positive_int(getattr(self, self.id_field), self.id_field)
+            return self._given_id()
         target = find_by_name(hook, self.kind, check_name(name, self.name_field))
         self.log.info("%s %r is id %s in AAC.", self.name_field, name, target)
         return target
@@ -211,9 +193,7 @@ class AACRunOperatorBase(BaseOperator):
         self.aac_run_id = run_id
         self._run_started_at = time.time()
         self._run_url = run_url(read_config(self.aac_conn_id), self.kind, run_id)
-        ti = context["ti"]
-        ti.xcom_push(key=RUN_ID_XCOM_KEY, value=run_id)
-        ti.xcom_push(key=RUN_URL_XCOM_KEY, value=self._run_url)
+        self._publish_run(context, run_id, self._run_url)
         self._publish(context)
         verb = "Attached to" if state is not None else "Started"
         self.log.info("%s AAC %s %s: %s", verb, ENDPOINTS[self.kind].label, run_id, self._run_url)
@@ -228,35 +208,23 @@ class AACRunOperatorBase(BaseOperator):
         if state is not None and state.terminal:
             return self._finish(state)
         if self.deferrable:
-            # Imported here: the trigger pulls in Airflow's trigger machinery, which only a deferral needs.
-            from airflow_provider_aac.triggers.aac import AACRunTrigger
-
-            self.defer(
-                trigger=AACRunTrigger(
-                    kind=self.kind.value,
-                    run_id=run_id,
-                    aac_conn_id=self.aac_conn_id,
-                    poll_interval=self.poll_interval,
-                    end_time=end_time,
-                    cancel_on_timeout=self.cancel_on_timeout,
-                    cancel_on_kill=self.cancel_on_kill,
-                    run_url=self._run_url,
-                    job_group_ids=self.job_group_ids,
-                    max_poll_errors=self.max_poll_errors,
-                    first_poll_at=time.time() + self.poll_interval,
-                ),
-                method_name="execute_complete",
+            self._defer_to_trigger(
+                run_id=run_id,
+                poll_interval=self.poll_interval,
+                end_time=end_time,
+                run_url=self._run_url,
+                cancel_on_timeout=self.cancel_on_timeout,
+                cancel_on_kill=self.cancel_on_kill,
+                job_group_ids=self.job_group_ids,
+                first_poll_at=time.time() + self.poll_interval,
                 kwargs={"run_started_at": self._run_started_at, "target": target},
-                timeout=timedelta(
-                    seconds=max(0.0, end_time - time.time()) + TRIGGER_TIMEOUT_MARGIN + 2 * self.poll_interval
-                ),
             )
         return self._poll(hook, run_id, end_time, errors)
 
     def _reattach(self, hook: AACHook, record: RunRecord) -> RunState | None:
         """The earlier try's run if it is going or completed; None when a new run must start."""
         assert record.run_id is not None
-        what = f"AAC {ENDPOINTS[self.kind].label} {record.run_id}"
+        what = self._describe(record.run_id)
         try:
             state = get_status(hook, self.kind, record.run_id)
         except AACNotFoundError:
@@ -304,18 +272,6 @@ class AACRunOperatorBase(BaseOperator):
                 "A run may have started: check in AAC before clearing this task, or it may run twice."
             )
         return run_id
-
-    def _check(self, hook: AACHook, run_id: int, errors: PollErrors) -> RunState | None:
-        """The run's state, or None after a transient error the budget still allows."""
-        try:
-            state = get_status(hook, self.kind, run_id)
-        except AACError as err:
-            errors.record(err, f"AAC {ENDPOINTS[self.kind].label} {run_id}")
-            return None
-        errors.reset()
-        if state.status is None:
-            self.log.info("%s reports status %r; still waiting.", state.describe(), state.raw)
-        return state
 
     def _poll(self, hook: AACHook, run_id: int, end_time: float, errors: PollErrors) -> int:
         while True:
@@ -379,35 +335,21 @@ class AACRunOperatorBase(BaseOperator):
         self._measure(status if status in ("success", "failed", "timeout") else "error")
         if status in ("success", "failed") or (status == "timeout" and event.canceled):
             # Deferrals from before name lookups carry no target: their operators had ids.
-            if target is None:
-                target = positive_int(getattr(self, self.id_field), self.id_field)
             self._resume = RunResume.open(
-                context, self.kind.value, target, enabled=self.resume, logger=self.log
+                context,
+                self.kind.value,
+                self._given_id() if target is None else target,
+                enabled=self.resume,
+                logger=self.log,
             )
             self._run_done()
-        if status == "success":
-            self.log.info("%s", event.message)
-            return run_id
-        if status == "failed":
-            state = RunState(self.kind, run_id, event.run_status, event.aac_message)
-            raise failure_error(state, event.run_url)
-        if status == "timeout":
-            raise AACRunTimeoutError(str(event.message))
-        error = AACRunError(str(event.message or f"The trigger for AAC run {run_id} failed: {payload}"))
-        raise final(error) if event.retryable is False else error
+        self._raise_for_event(payload, run_id, AACRunTimeoutError)
+        return run_id
 
     def _cancel(self, hook: AACHook, reason: str) -> bool:
         if self.aac_run_id is None:
             return False
-        try:
-            cancelled = cancel(hook, self.kind, self.aac_run_id, self.job_group_ids)
-        except AACError as err:
-            self.log.warning(
-                "Could not cancel %s %s on %s: %s", self.kind.value, self.aac_run_id, reason, err
-            )
-            return False
-        self.log.info("Canceled AAC %s %s (%s) on %s.", self.kind.value, self.aac_run_id, cancelled, reason)
-        return True
+        return cancel_or_warn(hook, self.kind, self.aac_run_id, self.job_group_ids, reason)
 
     def on_kill(self) -> None:
         if self.cancel_on_kill and not self._ended:

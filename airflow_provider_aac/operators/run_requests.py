@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_aac.errors import AACConfigError, AACPlanInvalidError
-from airflow_provider_aac.runs import is_templated, positive_int
+from airflow_provider_aac.operators.parameters import is_templated, positive_int
 
 VALID_PLAN = "Valid"
 MISSING_FLOW_REFERENCES = "MissingFlowReferences"

@@ -13,7 +13,6 @@ from asgiref.sync import sync_to_async
 
 from airflow_provider_aac.compat import TRIGGERER_CALLS_ON_KILL
 from airflow_provider_aac.errors import AACError
-from airflow_provider_aac.failures import is_retryable
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.runs import (
     ENDPOINTS,
@@ -21,7 +20,7 @@ from airflow_provider_aac.runs import (
     PollErrors,
     RunKind,
     RunState,
-    acancel,
+    acancel_or_warn,
     aget_status,
     timeout_message,
 )
@@ -189,7 +188,7 @@ class AACRunTrigger(BaseTrigger):
                 try:
                     errors.record(err, what)
                 except AACError as final:
-                    yield self._event("error", str(final), retryable=is_retryable(final))
+                    yield self._event("error", str(final), retryable=final.retryable)
                     return
             else:
                 errors.reset()
@@ -208,15 +207,7 @@ class AACRunTrigger(BaseTrigger):
             await asyncio.sleep(min(self.poll_interval, remaining))
 
     async def _cancel(self, hook: AACHook, reason: str) -> bool:
-        try:
-            cancelled = await acancel(hook, self.kind, self.run_id, self.job_group_ids)
-        except AACError as err:
-            self.log.warning(
-                "Could not cancel AAC %s %s on %s: %s", self.kind.value, self.run_id, reason, err
-            )
-            return False
-        self.log.info("Canceled AAC %s %s (%s) on %s.", self.kind.value, self.run_id, cancelled, reason)
-        return True
+        return await acancel_or_warn(hook, self.kind, self.run_id, self.job_group_ids, reason)
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: the user stopped the task (mark failed/success, clear)."""

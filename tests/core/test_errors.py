@@ -6,6 +6,13 @@ from airflow_provider_aac.core.errors import AACApiError, AACNotFoundError, rewo
 from airflow_provider_aac.core.exchange import TransportFailure
 
 
+def test_aacs_status_decides_whether_an_api_error_is_retryable() -> None:
+    assert AACApiError("x", status_code=409).retryable
+    assert not AACApiError("x", status_code=422).retryable
+    assert not AACNotFoundError("x").retryable  # a 404 whatever the status field says
+    assert AACApiError("x").retryable  # no status: the answer may have been lost
+
+
 def test_reworded_keeps_a_required_keyword_only_field() -> None:
     err = TransportFailure("connection reset", request_sent=True)
     new = reworded(err, "The refresh may have reached AAC: connection reset")

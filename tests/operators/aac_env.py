@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pytest
 
+from airflow_provider_aac.errors import AACError, AACFinalError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
 
@@ -110,3 +113,14 @@ def status_of(kind: str, run_id: int) -> str:
     from airflow_provider_aac.runs import RunKind, get_status
 
     return str(get_status(AACHook(), RunKind(kind), run_id).raw)
+
+
+@contextmanager
+def fails_for_good(
+    error_type: type[AACError], match: str | None = None
+) -> Iterator[pytest.ExceptionInfo[AACFinalError]]:
+    """The block ends the task without retries, on an ``error_type`` raised inside (``AACFinalError.error``)."""
+    with pytest.raises(AACFinalError, match=match) as caught:
+        yield caught
+    assert isinstance(caught.value.error, error_type), repr(caught.value.error)
+    assert caught.value.__cause__ is caught.value.error

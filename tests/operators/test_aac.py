@@ -44,7 +44,7 @@ from airflow_provider_aac.operators.aac import (
 from airflow_provider_aac.runs import RunKind
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, route_through, status_of
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, fails_for_good, route_through, status_of
 from tests.support.fault_fixtures import FaultProxyFactory
 from tests.support.processes import poll_until
 
@@ -296,7 +296,7 @@ def test_execution_id_is_stable_per_try_and_differs_between_tries() -> None:
 
 
 def test_unknown_plan_fails_at_once(aac_conn: AACSimulator) -> None:
-    with pytest.raises(AACNotFoundError, match=r"404.*Plan 424242 not found.*check the id"):
+    with fails_for_good(AACNotFoundError, match=r"404.*Plan 424242 not found.*check the id"):
         _plan(plan_id=424242).execute(context_for())
     assert aac_conn.stats()["api_calls"] == 1
 
@@ -395,7 +395,7 @@ def test_templated_fields_render_then_validate(aac_conn: AACSimulator) -> None:
     bad = AACRunFlowOperator(task_id=_task_id(), flow_id="{{ params.flow }}", **FAST)
     context = context_for(params={"flow": "abc"})
     bad.render_template_fields(context)
-    with pytest.raises(AACConfigError, match="flow_id must be a positive integer AAC id, not 'abc'"):
+    with fails_for_good(AACConfigError, match="flow_id must be a positive integer AAC id, not 'abc'"):
         bad.execute(context)
     assert aac_conn.stats()["runs_started"] == 1
 
@@ -461,8 +461,9 @@ def test_api_operator_response_check(aac_conn: AACSimulator) -> None:
 
 
 def test_api_operator_errors_carry_aacs_message(aac_conn: AACSimulator) -> None:
-    with pytest.raises(AACNotFoundError, match="Plan run 424242 not found"):
+    with fails_for_good(AACNotFoundError, match="Plan run 424242 not found") as caught:
         AACApiOperator(task_id=_task_id(), endpoint="/v4/planSnapshotRuns/424242").execute(context_for())
+    assert caught.value.error.status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -477,7 +478,7 @@ def test_api_operator_validates_templated_endpoint_and_method_at_execute(aac_con
     op = AACApiOperator(task_id=_task_id(), endpoint="{{ params.path }}", method="{{ params.verb }}")
     context = context_for(params={"path": "/v3/people/current", "verb": "GET"})
     op.render_template_fields(context)
-    with pytest.raises(AACConfigError, match="must start with '/v4/'"):
+    with fails_for_good(AACConfigError, match="must start with '/v4/'"):
         op.execute(context)
     with pytest.raises(AACConfigError, match="method must be one of"):
         AACApiOperator(task_id=_task_id(), endpoint="/v4/plans", method="FETCH")

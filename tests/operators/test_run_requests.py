@@ -25,7 +25,7 @@ from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.operators.aac import AACRunFlowOperator, AACRunJobGroupOperator, AACRunPlanOperator
 from airflow_provider_aac.runs import RunKind, cancel
 from airflow_provider_aac.testing.simulator import AACSimulator
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, start_run, status_of
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, fails_for_good, start_run, status_of
 
 __all__ = ["aac_conn"]
 
@@ -112,9 +112,9 @@ def test_flow_subsets_overrides_and_spark_options_reach_aac(aac_conn: AACSimulat
 @pytest.mark.aac_simulator(run_duration=0.5)
 def test_a_recipe_that_is_not_in_the_flow_is_refused_by_aac(aac_conn: AACSimulator) -> None:
     op = AACRunFlowOperator(task_id=_task_id(), flow_id=10, wrangled_dataset_ids=[999], **FAST)
-    with pytest.raises(AACApiError, match="wrangledDatasetIds") as caught:
+    with fails_for_good(AACApiError, match="wrangledDatasetIds") as caught:
         op.execute(context_for())
-    assert isinstance(caught.value, AirflowFailException)
+    assert caught.value.error.retryable is False
     assert aac_conn.runs.starts("flow", 10) == []
 
 
@@ -197,15 +197,13 @@ def test_plans_flows_and_recipes_are_found_by_exact_name(aac_conn: AACSimulator)
 def test_no_match_or_several_fail_at_once_with_the_candidates(aac_conn: AACSimulator) -> None:
     aac_conn.add_plan(4, name="Twin")
     aac_conn.add_plan(5, name="Twin")
-    with pytest.raises(AACRunTargetLookupError) as several:
+    with fails_for_good(AACRunTargetLookupError) as several:
         AACRunPlanOperator(task_id=_task_id(), plan_name="Twin", retries=3, **FAST).execute(context_for())
-    assert isinstance(several.value, AirflowFailException)
     assert "2 AAC plans are named 'Twin'" in str(several.value)
     assert "(id 4)" in str(several.value) and "(id 5)" in str(several.value)
 
-    with pytest.raises(AACRunTargetLookupError) as none:
+    with fails_for_good(AACRunTargetLookupError) as none:
         AACRunFlowOperator(task_id=_task_id(), flow_name="sales flow", **FAST).execute(context_for())
-    assert isinstance(none.value, AirflowFailException)
     assert "No AAC flow is named 'sales flow'" in str(none.value)
     assert aac_conn.stats()["runs_started"] == 0
 

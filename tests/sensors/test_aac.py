@@ -24,7 +24,7 @@ from airflow_provider_aac.sensors.aac import (
 )
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.triggers.aac import AACRunTrigger
-from tests.operators.aac_env import FakeTI, aac_conn, context_for, start_run, status_of
+from tests.operators.aac_env import FakeTI, aac_conn, context_for, fails_for_good, start_run, status_of
 
 __all__ = ["aac_conn"]
 
@@ -58,7 +58,7 @@ def test_poke_mode_waits_for_complete(aac_conn: AACSimulator, kind: str) -> None
 @pytest.mark.parametrize("kind", list(SENSORS))
 def test_failed_run_fails_the_sensor_with_aacs_message(aac_conn: AACSimulator, kind: str) -> None:
     run_id = start_run(kind, SENSORS[kind][3])
-    with pytest.raises(AACRunFailedError, match=rf"{run_id} ended Failed: .*failed \(simulated\).*See http"):
+    with fails_for_good(AACRunFailedError, match=rf"{run_id} ended Failed: .*failed \(simulated\).*See http"):
         _sensor(kind, run_id).execute(context_for())
 
 
@@ -68,14 +68,14 @@ def test_canceled_run_fails_the_sensor(aac_conn: AACSimulator) -> None:
 
     run_id = start_run("plan", 1)
     AACHook().request("POST", f"/v4/planSnapshotRuns/{run_id}/cancel")
-    with pytest.raises(AACRunFailedError, match="ended Canceled"):
+    with fails_for_good(AACRunFailedError, match="ended Canceled"):
         _sensor("plan", run_id).execute(context_for())
 
 
 @pytest.mark.parametrize("kind", list(SENSORS))
 def test_unknown_run_fails_at_once(aac_conn: AACSimulator, kind: str) -> None:
     before = aac_conn.stats()["api_calls"]
-    with pytest.raises(AACNotFoundError, match="404"):
+    with fails_for_good(AACNotFoundError, match="404"):
         _sensor(kind, 424242, poke_interval=5).execute(context_for())
     assert aac_conn.stats()["api_calls"] - before == 1, "a 404 ends the wait at the first poke"
 
@@ -141,7 +141,7 @@ def test_deferrable_mode_through_its_trigger(aac_conn: AACSimulator, kind: str) 
 @pytest.mark.aac_simulator(run_duration=0)
 def test_deferrable_sensor_on_an_ended_run_does_not_defer(aac_conn: AACSimulator) -> None:
     _sensor("plan", start_run("plan", 1), deferrable=True).execute(context_for())
-    with pytest.raises(AACRunFailedError):
+    with fails_for_good(AACRunFailedError):
         _sensor("plan", start_run("plan", 2), deferrable=True).execute(context_for())
 
 
@@ -178,7 +178,7 @@ def test_execute_complete_failures() -> None:
         "aac_message": "disk full",
         "run_url": "u",
     }
-    with pytest.raises(AACRunFailedError, match=r"job group 7001 ended Failed: disk full\. See u"):
+    with fails_for_good(AACRunFailedError, match=r"job group 7001 ended Failed: disk full\. See u"):
         sensor.execute_complete(context_for(), failed)
     with pytest.raises(AACRunError, match="Gave up"):
         sensor.execute_complete(context_for(), {"status": "error", "run_id": 7001, "message": "Gave up."})
@@ -194,7 +194,7 @@ def test_templated_id_renders_then_validates(aac_conn: AACSimulator) -> None:
     bad = _sensor("plan", "{{ params.run }}")
     context = context_for(params={"run": "abc"})
     bad.render_template_fields(context)
-    with pytest.raises(AACConfigError, match="plan_snapshot_run_id must be a positive integer"):
+    with fails_for_good(AACConfigError, match="plan_snapshot_run_id must be a positive integer"):
         bad.execute(context)
 
 
