@@ -32,6 +32,7 @@ CELERY_WORKER = "celery-worker:"
 # Every worker runs on this machine, so socket.getfqdn() would name them all alike; the
 # worker's environment names it instead ([core] hostname_callable -> worker_hostname).
 _HOSTNAME_VAR = "AAC_TEST_WORKER_HOSTNAME"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_hostname() -> str:
@@ -96,9 +97,12 @@ def _component_command(
             "--skip-serve-logs",
         ]  # fmt: skip
         log_name = f"celery-worker-{name}"
+        # The hostname callable lives in this repository's tests/, not in the package.
+        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         extra_env = {
             _HOSTNAME_VAR: name,
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+            "PYTHONPATH": python_path,
         }
     elif component == "api-server":
         args = [*python_airflow, "api-server", "--port", str(port or home.api_port), "--workers", "1"]
