@@ -44,6 +44,7 @@ from airflow_provider_aac.errors import (
 )
 from airflow_provider_aac.secrets import mask
 from airflow_provider_aac.tokens.connection import (
+    AACConnectionConfig,
     base_url_of,
     get_named_connection,
     read_config,
@@ -235,15 +236,17 @@ class RestTokenStore:
         self.conn_id = conn_id
         self.api = api
         self._conn_type = "aac"
+        self._just_read: AACConnectionConfig | None = None
 
     def read(self) -> tuple[TokenState, dict[str, Any]]:
         config = read_config(self.conn_id)
+        self._just_read = config
         return config.token_state(), config.extra
 
     def check_writable(self) -> None:
         refuse_unwritable(self.conn_id)
         stored = self._stored_extra()
-        visible = read_config(self.conn_id).extra
+        visible = (self._just_read or read_config(self.conn_id)).extra
         if as_int(stored.get(GENERATION)) != as_int(visible.get(GENERATION)) or stored.get(
             ACCESS_FINGERPRINT
         ) != visible.get(ACCESS_FINGERPRINT):
@@ -254,8 +257,15 @@ class RestTokenStore:
             )
 
     def update(self, expected: Version, change: Change) -> dict[str, Any]:
-        """Check what tasks read, then PATCH the whole extra built from it, then check it landed."""
-        stored = read_config(self.conn_id)
+        """Check what tasks read, then PATCH the whole extra built from it, then check it landed.
+
+        What tasks read is the store's own last read if no write has used it yet (the
+        claim right after settling, the store right after its re-read): the section is
+        exclusive, so reading again would only cost a lookup. The first write uses it up,
+        so a later write (a release after a failed request) reads again, and the refresh
+        steps read again before they store what a request brought back.
+        """
+        stored, self._just_read = self._just_read or read_config(self.conn_id), None
         state = stored.token_state()
         check_version(state, expected, conn_id=self.conn_id)
         extra = change(state, stored.extra)
