@@ -336,8 +336,8 @@ class TokenManager:
         if not config.lock_conn_id:
             return run(no_guard)
         wait = refresher.max_wait + LOCK_RELEASE_BOUND
-        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as held:
-            return run(held.ensure_held)
+        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as guard:
+            return run(guard)
 
     def _rest_store(self, config: AACConnectionConfig) -> RestTokenStore:
         from airflow_provider_aac.tokens.airflow_api import RestTokenStore
