@@ -14,7 +14,9 @@ locked ones per refresh, with 1, 8 or 64 threads.
 written through a real api-server's REST API), and counts every lookup of a connection
 (the ``aac`` one, and the lock and API connections it names) and every REST call by
 method. The goal there: one look per lifetime on the fast path, and per refresh at most
-one read of the ``aac`` connection before the claim and two writes (claim, store).
+one read of the ``aac`` connection before the claim and two writes (claim, store). It
+then lists the provider modules whose functions run in one forced lock-mode refresh
+(``sys.setprofile``).
 
 Run: ``.venv/bin/python bench/connection_reads.py [--mode lock]`` (about a minute each).
 """
@@ -25,6 +27,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -37,7 +40,7 @@ ACCESS_TTL = 4.0
 MIN_TTL = 1.0
 
 CALLERS = """
-import json, threading, time
+import json, sys, threading, time
 from airflow import settings
 from sqlalchemy import event
 from airflow_provider_aac.hooks.aac import AACHook
@@ -87,7 +90,17 @@ for thread in threads:
     thread.join()
 counted = dict(reads)
 refreshes = hook.tokens.read()[1].generation - before
-print(json.dumps({{"calls": sum(calls), "refreshes": refreshes, **counted}}))
+modules = set()
+
+def seen(frame, event, arg):
+    name = frame.f_globals.get("__name__", "")
+    if event == "call" and name.startswith("airflow_provider_aac"):
+        modules.add(name)
+
+sys.setprofile(seen)
+hook.refresh_tokens(force=True)
+sys.setprofile(None)
+print(json.dumps({{"calls": sum(calls), "refreshes": refreshes, **counted, "modules": sorted(modules)}}))
 """
 
 
@@ -97,7 +110,7 @@ API_CONN = "bench_reads_api"
 
 def measure(
     home: AirflowHome, threads: int, seconds: float, pause: float, api_url: str | None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
         conn_id = f"bench_reads_{'lock' if api_url else 'db'}_{threads}"
         if api_url:
@@ -109,7 +122,7 @@ def measure(
             conn_id=conn_id, threads=threads, seconds=seconds, pause=pause, api_url=api_url or ""
         )
         out = home.run_python(code, env={"_AIRFLOW_PROCESS_CONTEXT": "server"}, timeout=seconds + 120)
-        counts: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        counts: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         counts["reuses"] = sim.stats()["reuses"]
     return counts
 
@@ -158,8 +171,10 @@ def report_lock_mode(home: AirflowHome, args: argparse.Namespace, api_url: str) 
         f"{'threads':>7} {'calls':>8} {'refreshes':>9} {'aac reads':>9} {'other conns':>11} "
         f"{'REST GET':>8} {'REST PATCH':>10} {'REST other':>10} {'reuses':>6}"
     )
+    modules: list[str] = []
     for threads in (int(t) for t in args.threads.split(",")):
         row = measure(home, threads, args.seconds, args.pause, api_url)
+        modules = row["modules"]
         per = max(row["refreshes"], 1)
         print(
             f"{threads:>7} {row['calls']:>8.0f} {row['refreshes']:>9.0f} "
@@ -167,6 +182,8 @@ def report_lock_mode(home: AirflowHome, args: argparse.Namespace, api_url: str) 
             f"{row['rest_get'] / per:>8.2f} {row['rest_patch'] / per:>10.2f} {row['rest_other'] / per:>10.2f} "
             f"{row['reuses']:>6.0f}"
         )
+    print(f"\nProvider modules whose functions ran in one forced lock-mode refresh: {len(modules)}")
+    print("  " + "\n  ".join(modules))
 
 
 if __name__ == "__main__":
