@@ -77,10 +77,12 @@ LEASE_SKEW_SHARE = 1 / 6
 TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
 
 
-# A waiter looks again this soon after it finds a claim, then doubles the pause up to
-# ``Refresher.poll_interval``: a fixed 0.2 s would add up to 0.2 s to every wait behind a
-# 0.1 s refresh, and doubling keeps a long wait at a few reads a second.
-FIRST_POLL = 0.02
+# A waiter looks again this often for the first second after it finds a claim, then
+# every ``Refresher.poll_interval``: a fixed 0.2 s would add up to 0.2 s to every wait
+# behind a 0.1 s refresh, while a long wait (a slow endpoint, a store outage) stays at a
+# few reads a second. Only a claim in the metadata DB is polled; lock holders are queued for.
+QUICK_LOOK = 0.02
+QUICK_LOOKS_FOR = 1.0
 
 
 def process_identity() -> str:
@@ -329,16 +331,16 @@ class Refresher:
             self.observer.waited_for_holder(outcome, self.clock() - started)
 
     def _poll_holder(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> str:
-        """Look soon, then less often: most holders store within a round trip or two of their claim."""
-        interval = FIRST_POLL
+        """Look often at first, then less: most holders store within a round trip or two of their claim."""
+        quick_until = self.clock() + QUICK_LOOKS_FOR
         while True:
             now = self.clock()
             if now >= deadline:
                 raise AACTransientError(
                     f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}; try again."
                 )
-            self.sleep(min(interval, self.poll_interval, max(0.0, deadline - now)))
-            interval *= 2
+            pause = QUICK_LOOK if now < quick_until else self.poll_interval
+            self.sleep(min(pause, self.poll_interval, max(0.0, deadline - now)))
             with section() as store:
                 current, _ = store.read()
             if (

@@ -37,7 +37,7 @@ from airflow_provider_aac.core.oauth import (
     TokenGrant,
     TransportFailure,
 )
-from airflow_provider_aac.core.refresh import FIRST_POLL, Refresher
+from airflow_provider_aac.core.refresh import QUICK_LOOK, QUICK_LOOKS_FOR, Refresher
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     IN_FLIGHT,
@@ -666,25 +666,30 @@ def test_with_lease_live_holder_beyond_the_wait_is_a_transient_error(
     assert aac_simulator.stats()["token_requests"] == 0
 
 
-def test_a_waiter_looks_again_soon_then_less_often_and_stops_at_the_stored_pair(
+def test_a_waiter_looks_often_for_a_second_then_less_and_stops_at_the_stored_pair(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
-    """A 0.1 s refresh is seen within a few tens of ms, not at the next 0.2 s poll; long waits stay cheap."""
+    """A 0.1 s refresh is seen within 20 ms, not at the next 0.2 s poll; a long wait stays cheap."""
     now = float(int(time.time()))
     live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
     store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
     stored_by_holder = {**fresh_extra(aac_token_pair), "generation": 1}
+    clock = Clock()
+    quick = round(QUICK_LOOKS_FOR / QUICK_LOOK)
 
-    def holder_stores_on_the_seventh_look() -> None:
-        if len(sleeps.delays) == 7:
+    def time_passes_and_the_holder_stores_late() -> None:
+        clock.offset += sleeps.delays[-1]
+        if len(sleeps.delays) == quick + 3:
             store.force(stored_by_holder)
 
-    sleeps = Sleeps(on_sleep=holder_stores_on_the_seventh_look)
-    state = refresher(aac_simulator, "waiter:2", sleep=sleeps, poll_interval=0.2).with_lease(
+    sleeps = Sleeps(on_sleep=time_passes_and_the_holder_stores_late)
+    state = refresher(aac_simulator, "waiter:2", clock=clock, sleep=sleeps, poll_interval=0.2).with_lease(
         store.section, min_ttl=None, wait=30.0
     )
     assert state.generation == 1
-    assert sleeps.delays == pytest.approx([FIRST_POLL * 2**n for n in range(4)] + [0.2] * 3)
+    assert sleeps.delays[: quick - 1] == pytest.approx([QUICK_LOOK] * (quick - 1))
+    assert sleeps.delays[-3:] == pytest.approx([0.2] * 3)
+    assert len(sleeps.delays) == quick + 3
     assert aac_simulator.stats()["token_requests"] == 0
 
 
