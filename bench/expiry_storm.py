@@ -7,7 +7,11 @@ wins the row's lease, the others find its token stored) and how long the callers
 against one refresh round trip measured in the same processes (the goal is a p99 within
 2x). Real PostgreSQL metadata DB, the local simulator, metadata-DB mode.
 
-Run: ``.venv/bin/python bench/expiry_storm.py`` (about a minute).
+``--token-delay 0.1`` holds every token request that long at the simulator, to measure
+the waits behind a refresh round trip like a real tenant's (about 100 ms) rather than
+the local simulator's few milliseconds.
+
+Run: ``.venv/bin/python bench/expiry_storm.py [--token-delay 0.1]`` (about a minute).
 """
 
 from __future__ import annotations
@@ -68,8 +72,12 @@ print(json.dumps({{"waits": waits, "renewed": sum(renewed), "round_trips": round
 """
 
 
-def storm(home: AirflowHome, processes: int, threads: int, workdir: Path) -> dict[str, float]:
+def storm(
+    home: AirflowHome, processes: int, threads: int, workdir: Path, token_delay: float
+) -> dict[str, float]:
     with AACSimulator(access_ttl=ACCESS_TTL) as sim:
+        if token_delay > 0:
+            sim.slow_token_endpoint(token_delay, times=1_000_000)
         home.add_aac_connection("bench_storm", sim, refresh_mode="metadata_db", min_ttl=MIN_TTL)
         for index in range(processes):
             home.add_aac_connection(f"bench_storm_ref_{index}", sim, refresh_mode="metadata_db")
@@ -126,11 +134,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--threads", type=int, default=25, help="callers per process")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.0, help="seconds the simulator holds every token request"
+    )
     args = parser.parse_args()
     with AirflowHome(backend="postgres") as home, tempfile.TemporaryDirectory() as tmp:
         home.migrate()
         started = time.monotonic()
-        row = storm(home, args.processes, args.threads, Path(tmp))
+        row = storm(home, args.processes, args.threads, Path(tmp), args.token_delay)
         print(f"\nExpiry storm ({time.monotonic() - started:.0f} s), metadata-DB mode, milliseconds:")
         print(
             f"{'processes':>9} {'callers':>7} {'renewed':>7} {'refreshes':>9} {'reuses':>6} "

@@ -1,12 +1,10 @@
 """The refresh algorithm: spend the refresh token once, never lose what comes back.
 
-Two shapes, one set of steps:
-
-- ``under_lock``: the caller holds an exclusive section (an advisory or Redis lock, or
-  the single-writer guarantee of the refresh DAG) for the whole refresh.
-- ``with_lease``: for the metadata DB. A short transaction that locks the connection row
-  claims the refresh by writing an in-flight marker with a lease and commits, the token
-  request runs with no row lock held, and a second short transaction stores the result.
+One shape, ``with_lease``, over any store: a short section (a transaction that locks
+the connection's row, or the REST store) claims the refresh by writing an in-flight
+marker with a lease, the token request runs with no section open, and a second short
+section stores the result. A lock (advisory or Redis), when the connection names one, is
+the caller's outer section around the whole of it (``tokens.manager``), never a second algorithm.
 
 The steps, each a promise to the user:
 
@@ -63,7 +61,7 @@ from airflow_provider_aac.core.token_state import (
     TokenState,
     Version,
 )
-from airflow_provider_aac.core.token_store import Extra, Guard, Section, TokenStore, no_guard, within
+from airflow_provider_aac.core.token_store import Extra, Guard, Section, TokenStore, no_guard
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +75,14 @@ LEASE_SKEW_SHARE = 1 / 6
 # A marker whose lease has ended is taken over only after it was seen ended for a few of
 # its holder's store retries: the holder may be alive, storing after an outage longer than the lease.
 TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
+
+
+# A waiter looks again this often for the first second after it finds a claim, then
+# every ``Refresher.poll_interval``: a fixed 0.2 s would add up to 0.2 s to every wait
+# behind a 0.1 s refresh, while a long wait (a slow endpoint, a store outage) stays at a
+# few reads a second. Only a claim in the metadata DB is polled; lock holders are queued for.
+QUICK_LOOK = 0.02
+QUICK_LOOKS_FOR = 1.0
 
 
 def process_identity() -> str:
@@ -151,35 +157,6 @@ class Refresher:
         """Longest a caller waits for another holder: its whole lease, both margins and the grace."""
         return self.lease + 2 * self.skew_margin + self.takeover_grace
 
-    def under_lock(
-        self,
-        section: Section,
-        *,
-        min_ttl: float | None,
-        stale_generation: int | None = None,
-        guard: Guard = no_guard,
-    ) -> TokenState:
-        """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
-
-        A live claim by a process in metadata-DB mode (which holds no lock while its
-        request is out) is waited for outside the section, never presented over.
-        """
-        deadline = self.clock() + self.max_wait
-        while True:
-            with section() as store:
-                state, extra = self.keeper.settle(store)
-                if not self._refresh_needed(state, min_ttl, stale_generation):
-                    return state
-                holder = self._holder(state)
-                if holder is None:
-                    claim = self._prepare_and_claim(store, state, extra, guard)
-                    kept = self._spend_and_keep(within(store), claim, guard)
-                    if kept is not None:
-                        return kept
-                    stale_generation = None  # another pair won: only its own freshness counts now
-                    continue
-            self._wait_for_other(section, holder, state, deadline)
-
     def with_lease(
         self,
         transaction: Section,
@@ -189,7 +166,11 @@ class Refresher:
         wait: float | None = None,
         guard: Guard = no_guard,
     ) -> TokenState:
-        """Claim in one transaction, request with no lock held, store in another."""
+        """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
+
+        Claim in one section, request with none open, store in another; a live claim by
+        another process is waited for, never presented over.
+        """
         deadline = self.clock() + (self.max_wait if wait is None else wait)
         while True:
             with transaction() as store:
@@ -350,13 +331,16 @@ class Refresher:
             self.observer.waited_for_holder(outcome, self.clock() - started)
 
     def _poll_holder(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> str:
+        """Look often at first, then less: most holders store within a round trip or two of their claim."""
+        quick_until = self.clock() + QUICK_LOOKS_FOR
         while True:
             now = self.clock()
             if now >= deadline:
                 raise AACTransientError(
                     f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}; try again."
                 )
-            self.sleep(min(self.poll_interval, max(0.0, deadline - now)))
+            pause = QUICK_LOOK if now < quick_until else self.poll_interval
+            self.sleep(min(pause, self.poll_interval, max(0.0, deadline - now)))
             with section() as store:
                 current, _ = store.read()
             if (

@@ -4,9 +4,11 @@ Airflow 3 serves connections to tasks read-only, so a worker that spends the ref
 token writes the new pair with ``PATCH /api/v2/connections/{id}``, using the credentials
 of a second connection (``airflow_api_conn_id``). The REST API has no compare-and-swap,
 so this store is only used inside an exclusive section (a lock that every refresher of
-the connection takes, or the single writer), checks what it read right before it writes,
-and re-reads what tasks will see after. What remains is a person's edit landing between
-that check and the PATCH, a window of one round trip to the api-server.
+the connection takes, or the single writer), checks what it last read before it writes,
+and re-reads what tasks will see after. A new pair pasted between the claim's read and
+the shadow check's GET is seen by that check; what remains is a person's edit of other
+keys in that span, or any edit between the GET and the PATCH: a window of two round
+trips to the api-server, for the claim only (the store re-reads right before its PATCH).
 
 An api-server that does not answer (a restart in a deploy, a 502 from its proxy) is
 reported as ``AACStoreUnavailableError``, which the refresh retries for minutes.
@@ -43,6 +45,7 @@ from airflow_provider_aac.errors import (
     AACStoreUnavailableError,
 )
 from airflow_provider_aac.tokens.connection import (
+    AACConnectionConfig,
     base_url_of,
     get_named_connection,
     read_config,
@@ -235,18 +238,26 @@ class RestTokenStore:
         self.conn_id = conn_id
         self.api = api
         self._conn_type = "aac"
+        self._just_read: AACConnectionConfig | None = None
 
     def read(self) -> tuple[TokenState, dict[str, Any]]:
         config = read_config(self.conn_id)
+        self._just_read = config
         return config.token_state(), config.extra
 
     def check_writable(self) -> None:
+        """Refuse a connection whose REST-written row is not what tasks read.
+
+        Compared with the store's last read; on a difference, read again: if that now
+        matches, the connection was edited since, and the next write re-reads and refuses
+        it over its version like any other edit.
+        """
         refuse_unwritable(self.conn_id)
         stored = self._stored_extra()
-        visible = read_config(self.conn_id).extra
-        if as_int(stored.get(GENERATION)) != as_int(visible.get(GENERATION)) or stored.get(
-            ACCESS_FINGERPRINT
-        ) != visible.get(ACCESS_FINGERPRINT):
+        if self._just_read is not None and _same_chain_point(stored, self._just_read.extra):
+            return
+        self._just_read = None
+        if not _same_chain_point(stored, read_config(self.conn_id).extra):
             raise AACConfigError(
                 f"Connection {self.conn_id!r} is shadowed: tasks read it from a secrets backend or an "
                 "environment variable, not from the metadata DB that the REST API writes, so a refreshed "
@@ -254,8 +265,15 @@ class RestTokenStore:
             )
 
     def update(self, expected: Version, change: Change) -> dict[str, Any]:
-        """Check what tasks read, then PATCH the whole extra built from it, then check it landed."""
-        stored = read_config(self.conn_id)
+        """Check what tasks read, then PATCH the whole extra built from it, then check it landed.
+
+        What tasks read is the store's own last read if no write has used it yet (the
+        claim right after settling, the store right after its re-read): the section is
+        exclusive, so reading again would only cost a lookup. The first write uses it up,
+        so a later write (a release after a failed request) reads again, and the refresh
+        steps read again before they store what a request brought back.
+        """
+        stored, self._just_read = self._just_read or read_config(self.conn_id), None
         state = stored.token_state()
         check_version(state, expected, conn_id=self.conn_id)
         extra = change(state, stored.extra)
@@ -284,6 +302,13 @@ class RestTokenStore:
             )
         self._conn_type = str(stored.get("conn_type") or "aac")
         return parse_extra(stored.get("extra"), conn_id=self.conn_id)
+
+
+def _same_chain_point(stored: dict[str, Any], visible: dict[str, Any]) -> bool:
+    """Whether the REST API's row (tokens masked) and what tasks read hold the same generation and access token."""
+    return as_int(stored.get(GENERATION)) == as_int(visible.get(GENERATION)) and stored.get(
+        ACCESS_FINGERPRINT
+    ) == visible.get(ACCESS_FINGERPRINT)
 
 
 def _same_pair(seen: dict[str, Any], written: dict[str, Any], *, compare_tokens: bool) -> bool:

@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_provider_aac import metrics
+from airflow_provider_aac.core.token_store import Guard
 from airflow_provider_aac.errors import AACConfigError, AACLockTimeoutError, AACLockUnavailableError
 from airflow_provider_aac.tokens.connection import get_named_connection
 from airflow_provider_aac.tokens.masking import mask
@@ -41,21 +42,20 @@ REDIS_MIN_LEFT = 3.0
 LOCK_RELEASE_BOUND = max(REDIS_LOCK_TTL, KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT)
 
 
-class HeldLock(Protocol):
-    def ensure_held(self) -> None:
-        """Raise ``AACLockUnavailableError`` unless the lock is certainly still ours."""
-
-
 def lock_name(aac_conn_id: str) -> str:
     return f"airflow-provider-aac:refresh:{aac_conn_id}"
 
 
 @contextmanager
-def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> Iterator[HeldLock]:
-    """The lock that guards refreshes of ``aac_conn_id``, by the lock connection's type; its wait measured."""
+def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> Iterator[Guard]:
+    """The lock that guards refreshes of ``aac_conn_id``, by the lock connection's type; its wait measured.
+
+    It yields the refresh's guard: raises ``AACLockUnavailableError`` unless the lock is
+    certainly still ours, asked right before the token is sent and before each write.
+    """
     conn = lock_connection(lock_conn_id, aac_conn_id)
     backend = lock_backend(conn) or "redis"
-    lock: AbstractContextManager[HeldLock] = (
+    lock: AbstractContextManager[_PostgresHeld | _RedisHeld] = (
         postgres_advisory_lock(conn, lock_name(aac_conn_id), wait=wait)
         if backend in POSTGRES_TYPES
         else redis_lock(conn, lock_name(aac_conn_id), wait=wait)
@@ -66,7 +66,7 @@ def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> Iterato
         with lock as held:
             acquired = True
             metrics.lock_waited(aac_conn_id, backend, "acquired", time.monotonic() - started)
-            yield held
+            yield held.ensure_held
     except (AACLockTimeoutError, AACLockUnavailableError) as err:
         if not acquired:
             outcome = "timeout" if isinstance(err, AACLockTimeoutError) else "unavailable"
@@ -165,7 +165,7 @@ class _PostgresHeld:
 
 
 @contextmanager
-def postgres_advisory_lock(conn: Any, name: str, *, wait: float) -> Iterator[HeldLock]:
+def postgres_advisory_lock(conn: Any, name: str, *, wait: float) -> Iterator[_PostgresHeld]:
     import psycopg2
     from psycopg2 import errors
 
@@ -267,7 +267,7 @@ class _RedisHeld:
 
 
 @contextmanager
-def redis_lock(conn: Any, name: str, *, wait: float) -> Iterator[HeldLock]:
+def redis_lock(conn: Any, name: str, *, wait: float) -> Iterator[_RedisHeld]:
     import redis
 
     client = redis_client(conn)

@@ -31,6 +31,7 @@ from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
 from airflow_provider_aac.tokens.masking import mask_tokens
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
 from airflow_provider_aac.tokens.publication import PublicationWait
+from airflow_provider_aac.tokens.refresh_plan import RefreshPlan, Spender, Store, checked_plan, plan_refresh
 from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.tokens.token_cache import Held, TokenCache, process_token_cache, run_token_work
 
@@ -216,36 +217,21 @@ class TokenManager:
         )
         return self._clock() - state.refreshed_at < cooldown
 
-    def mode(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshMode:
-        """Who spends: lock holders, the metadata DB row, or only the refresh DAG.
+    def plan(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshPlan:
+        """Which store, which spender and which lock this process refreshes with (``tokens.refresh_plan``)."""
+        return checked_plan(config, orm=orm_available(), as_writer=as_writer)
 
-        A process with ORM access refreshes through the row only where no lock-less REST
-        writer can race it: when the connection names a lock (then it takes the lock
-        too) or has no Airflow API connection (then no worker writes). Otherwise the
-        workers are single-writer waiters and the refresh DAG writes through the REST
-        API without a lock, so this process leaves the spending to that DAG as well.
-        """
-        chosen = _chosen_mode(config, orm=orm_available(), as_writer=as_writer)
-        if chosen is RefreshMode.METADATA_DB and not orm_available():
-            raise AACConfigError(
-                f"Connection {self.conn_id!r} asks for refresh_mode 'metadata_db', but this process "
-                "cannot use Airflow's metadata DB (Airflow 3 blocks it on workers and triggerers). "
-                "Use 'lock' (with 'lock_conn_id' and 'airflow_api_conn_id') or 'single_writer', or 'auto'."
-            )
-        if chosen is RefreshMode.LOCK and not config.lock_conn_id:
-            raise AACConfigError(
-                f"Connection {self.conn_id!r} asks for refresh_mode 'lock' but has no 'lock_conn_id'. Add "
-                "the id of a postgres or redis connection to its extra."
-            )
-        return chosen
+    def mode(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshMode:
+        """The user-facing name of this process's plan, refused when it cannot work here."""
+        return self.plan(config, as_writer=as_writer).mode
 
     def mode_of(self, config: AACConnectionConfig, *, orm: bool, as_writer: bool = False) -> RefreshMode:
         """The mode a process of that kind would use (for reports on other components), unchecked."""
-        return _chosen_mode(config, orm=orm, as_writer=as_writer)
+        return plan_refresh(config, orm=orm, as_writer=as_writer).mode
 
     def tasks_wait_for_refresh_dag(self, config: AACConnectionConfig) -> bool:
         """Whether tasks, on workers where Airflow 3 blocks the ORM, leave the spending to the refresh DAG."""
-        return _chosen_mode(config, orm=False, as_writer=False) is RefreshMode.SINGLE_WRITER
+        return plan_refresh(config, orm=False, as_writer=False).spender is Spender.REFRESH_DAG
 
     def refresher(self, config: AACConnectionConfig, mode: RefreshMode | None = None) -> Refresher:
         """The refresh engine for ``config``; ``mode`` is recorded with the pairs it keeps."""
@@ -280,11 +266,11 @@ class TokenManager:
         as_writer: bool,
     ) -> TokenState:
         """The refresh in the mode this process uses, measured (``metrics.refresh_finished``)."""
-        mode = self.mode(config, as_writer=as_writer)
+        plan = self.plan(config, as_writer=as_writer)
         started = time.monotonic()
         outcome = "error"
         try:
-            after = self._refresh_in(mode, config, state, min_ttl, stale_generation, as_writer)
+            after = self._refresh_in(plan, config, state, min_ttl, stale_generation)
             if after.generation == state.generation:
                 outcome = "not_needed"
             else:
@@ -294,23 +280,22 @@ class TokenManager:
             outcome = metrics.refresh_outcome(err)
             raise
         finally:
-            metrics.refresh_finished(self.conn_id, mode.value, outcome, time.monotonic() - started)
+            metrics.refresh_finished(self.conn_id, plan.mode.value, outcome, time.monotonic() - started)
 
     def _refresh_in(
         self,
-        mode: RefreshMode,
+        plan: RefreshPlan,
         config: AACConnectionConfig,
         state: TokenState,
         min_ttl: float | None,
         stale_generation: int | None,
-        as_writer: bool,
     ) -> TokenState:
         refuse_unwritable(self.conn_id)
-        refresher = self.refresher(config, mode)
+        refresher = self.refresher(config, plan.mode)
         if state.chain_is_dead:
             raise refresher.dead_chain_error(state)
-        log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, mode.value)
-        if mode is RefreshMode.SINGLE_WRITER and not as_writer:
+        log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, plan.mode.value)
+        if plan.spender is Spender.REFRESH_DAG:
             state = PublicationWait(
                 self.conn_id,
                 clock=self._clock,
@@ -318,28 +303,15 @@ class TokenManager:
                 api=lambda: self._api_client(config),
                 dead_chain_error=refresher.dead_chain_error,
             ).wait(config, min_ttl, stale_generation, budget=self._publish_wait)
-        elif mode is RefreshMode.METADATA_DB or (
-            as_writer and orm_available() and not config.airflow_api_conn_id
-        ):
-
-            def in_metadata_db(guard: Guard) -> TokenState:
-                return refresher.with_lease(
-                    lambda: metadata_db_section(self.conn_id),
-                    min_ttl=min_ttl,
-                    stale_generation=stale_generation,
-                    guard=guard,
-                )
-
-            state = self._locked(config, refresher, in_metadata_db)
         else:
-            store = self._rest_store(config)
-
-            def through_rest(guard: Guard) -> TokenState:
-                return refresher.under_lock(
-                    within(store), min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
-                )
-
-            state = self._locked(config, refresher, through_rest)
+            section = self._section(plan.store, config)
+            state = self._locked(
+                config,
+                refresher,
+                lambda guard: refresher.with_lease(
+                    section, min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
+                ),
+            )
         mask_tokens(self.conn_id, state.access_token, state.refresh_token)
         self._cached.keep(config, state)
         return state
@@ -348,23 +320,24 @@ class TokenManager:
         """Store a pair an earlier refresh held back; None when nothing is held for the stored token."""
         config, _ = self.read()
         refresher = self.refresher(config)
-        section: Section
-        if orm_available():
-            section = lambda: metadata_db_section(self.conn_id)  # noqa: E731
-        else:
-            store = self._rest_store(config)
-            section = within(store)
+        section = self._section(Store.METADATA_DB if orm_available() else Store.REST, config)
         restored = self._locked(config, refresher, lambda guard: refresher.complete_held(section))
         self._cached.forget()
         return restored
+
+    def _section(self, store: Store, config: AACConnectionConfig) -> Section:
+        """The exclusive context the algorithm opens for each step: a row transaction, or the REST store."""
+        if store is Store.METADATA_DB:
+            return lambda: metadata_db_section(self.conn_id)
+        return within(self._rest_store(config))
 
     def _locked(self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T]) -> T:
         """Every refresher of a connection that names a lock takes it, in every mode."""
         if not config.lock_conn_id:
             return run(no_guard)
         wait = refresher.max_wait + LOCK_RELEASE_BOUND
-        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as held:
-            return run(held.ensure_held)
+        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as guard:
+            return run(guard)
 
     def _rest_store(self, config: AACConnectionConfig) -> RestTokenStore:
         from airflow_provider_aac.tokens.airflow_api import RestTokenStore
@@ -391,15 +364,3 @@ class TokenManager:
                 "user allowed to edit connections) and name it in the extra."
             )
         return api_conn_id
-
-
-def _chosen_mode(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshMode:
-    """The mode the connection names, or the one ``auto`` picks by what the process can do."""
-    chosen = config.refresh_mode
-    if chosen is not RefreshMode.AUTO:
-        return chosen
-    if orm:
-        if as_writer or config.lock_conn_id or not config.airflow_api_conn_id:
-            return RefreshMode.METADATA_DB
-        return RefreshMode.SINGLE_WRITER
-    return RefreshMode.LOCK if config.lock_conn_id else RefreshMode.SINGLE_WRITER

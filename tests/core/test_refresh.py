@@ -36,7 +36,7 @@ from airflow_provider_aac.core.oauth import (
     SendWindow,
     TokenGrant,
 )
-from airflow_provider_aac.core.refresh import Refresher
+from airflow_provider_aac.core.refresh import QUICK_LOOK, QUICK_LOOKS_FOR, Refresher
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
     IN_FLIGHT,
@@ -213,12 +213,12 @@ def unsigned_jwt(**claims: Any) -> str:
     return jwt.encode(claims, key=None, algorithm="none")
 
 
-# =========================================================================== under_lock
+# =========================================================================== with_lease over a store
 
 
 def test_fresh_token_is_not_refreshed(aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]) -> None:
     store = MemoryStore(fresh_extra(aac_token_pair))
-    state = refresher(aac_simulator).under_lock(store.section, min_ttl=None)
+    state = refresher(aac_simulator).with_lease(store.section, min_ttl=None)
     assert state.generation == 0
     assert store.write_count == 0
     assert aac_simulator.stats()["token_requests"] == 0
@@ -232,7 +232,7 @@ def test_stale_token_is_refreshed_and_the_marker_is_written_before_the_post(
     store.on_write = lambda extra: requests_seen_at_write.append(aac_simulator.stats()["token_requests"])
     before = time.time()
 
-    state = refresher(aac_simulator, "host-a:11", mode="lock").under_lock(store.section, min_ttl=None)
+    state = refresher(aac_simulator, "host-a:11", mode="lock").with_lease(store.section, min_ttl=None)
 
     assert requests_seen_at_write == [0, 1], "the claim must be stored before the token is sent"
     claim, stored = store.writes
@@ -265,7 +265,7 @@ def test_stale_token_is_refreshed_and_the_marker_is_written_before_the_post(
     assert aac_simulator.stats()["refreshes"] == 1
 
     # The stored pair is fresh now: a second call reads it and does nothing.
-    again = refresher(aac_simulator, "host-b:22").under_lock(store.section, min_ttl=None)
+    again = refresher(aac_simulator, "host-b:22").with_lease(store.section, min_ttl=None)
     assert again.generation == 1 and len(store.writes) == 2
     assert aac_simulator.stats()["token_requests"] == 1
 
@@ -274,9 +274,9 @@ def test_stale_generation_forces_exactly_one_refresh(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
     store = MemoryStore(fresh_extra(aac_token_pair))
-    first = refresher(aac_simulator, "a:1").under_lock(store.section, min_ttl=None, stale_generation=0)
+    first = refresher(aac_simulator, "a:1").with_lease(store.section, min_ttl=None, stale_generation=0)
     # A second process was also rejected with generation 0: it finds generation 1 and keeps it.
-    second = refresher(aac_simulator, "b:2").under_lock(store.section, min_ttl=None, stale_generation=0)
+    second = refresher(aac_simulator, "b:2").with_lease(store.section, min_ttl=None, stale_generation=0)
     assert (first.generation, second.generation) == (1, 1)
     assert aac_simulator.stats()["refreshes"] == 1
 
@@ -289,7 +289,7 @@ def test_concurrent_callers_reread_inside_the_section_and_refresh_once(
 
     def call(index: int) -> TokenState:
         barrier.wait(DEADLINE)
-        return refresher(aac_simulator, f"w:{index}").under_lock(store.section, min_ttl=None)
+        return refresher(aac_simulator, f"w:{index}").with_lease(store.section, min_ttl=None)
 
     with ThreadPoolExecutor(4) as pool:
         states = list(pool.map(call, range(4)))
@@ -320,7 +320,7 @@ def test_eight_threads_racing_never_reuse_and_refresh_near_the_minimum(
             pause = start + call * spacing + index * spacing / threads - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            state = engine.under_lock(store.section, min_ttl=None)
+            state = engine.with_lease(store.section, min_ttl=None)
             generations.append(state.generation)
             answer = api.get(
                 aac_simulator.base_url + "/v4/people/current",
@@ -359,7 +359,7 @@ def test_outcome_unknown_leaves_the_marker_and_the_next_invalid_grant_says_so(
     aac_simulator.lose_token_response(times=2)  # the answer and the one retry's answer
     lost = refresher(aac_simulator, "lost-host:7")
     with pytest.raises(AACRefreshOutcomeUnknownError):
-        lost.under_lock(store.section, min_ttl=None)
+        lost.with_lease(store.section, min_ttl=None)
     left = store.peek()
     marker = InFlight.from_json(left.get(IN_FLIGHT))
     assert marker is not None and marker.by == "lost-host:7"
@@ -371,7 +371,7 @@ def test_outcome_unknown_leaves_the_marker_and_the_next_invalid_grant_says_so(
     later = Clock()
     later.offset = lost.lease + 1
     with pytest.raises(AACTokenChainBrokenError) as info:
-        refresher(aac_simulator, "next-host:8", clock=later).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator, "next-host:8", clock=later).with_lease(store.section, min_ttl=None)
     message = str(info.value)
     assert "(invalid_grant)" in message
     assert f"An earlier refresh of this connection was interrupted ({marker.describe()})" in message
@@ -389,7 +389,7 @@ def test_a_lost_answer_under_a_grace_period_is_recovered_and_stored_inside_the_l
         pair = sim.mint_pair()
         store = MemoryStore(stale_extra(pair))
         sim.lose_token_response()
-        state = refresher(sim, "lost-host:7").under_lock(store.section, min_ttl=None)
+        state = refresher(sim, "lost-host:7").with_lease(store.section, min_ttl=None)
         assert state.generation == 1
         assert not store.has(IN_FLIGHT), "the claim ends with the stored pair"
         live = sim.refresh_token_status(store.peek()["refresh_token"])
@@ -409,11 +409,11 @@ def test_a_lost_answer_without_a_grace_records_the_dead_chain_once(
     store = MemoryStore(stale_extra(aac_token_pair))
     aac_simulator.lose_token_response()
     with pytest.raises(AACTokenChainBrokenError, match="no reuse grace period covered the retry"):
-        refresher(aac_simulator, "lost-host:7").under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator, "lost-host:7").with_lease(store.section, min_ttl=None)
     assert not store.has(IN_FLIGHT)
     # The next caller is told at once, without presenting the token a third time.
     with pytest.raises(AACTokenChainBrokenError, match="it is not presented again"):
-        refresher(aac_simulator, "next-host:8").under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator, "next-host:8").with_lease(store.section, min_ttl=None)
     stats = aac_simulator.stats()
     assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (2, 1, 1)
 
@@ -423,12 +423,12 @@ def test_after_an_admin_disable_the_stored_access_token_serves_until_a_refresh_i
 ) -> None:
     store = MemoryStore(fresh_extra(aac_token_pair))
     aac_simulator.disable(aac_token_pair["refresh_token"])
-    state = refresher(aac_simulator).under_lock(store.section, min_ttl=60)
+    state = refresher(aac_simulator).with_lease(store.section, min_ttl=60)
     assert state.generation == 0, "a fresh access token is used, not refreshed"
     assert aac_simulator.stats()["token_requests"] == 0
 
     with pytest.raises(AACTokenChainBrokenError, match="Disable or Delete of the API token"):
-        refresher(aac_simulator).under_lock(store.section, min_ttl=None, stale_generation=0)
+        refresher(aac_simulator).with_lease(store.section, min_ttl=None, stale_generation=0)
     assert store.has("dead_chain")
     stats = aac_simulator.stats()
     assert (stats["token_requests"], stats["reuses"], stats["families_revoked"]) == (1, 0, 0)
@@ -439,7 +439,7 @@ def test_invalid_client_clears_the_marker_and_spends_nothing(
 ) -> None:
     store = MemoryStore(stale_extra(aac_token_pair, client_id="wrong-client"))
     with pytest.raises(AACClientRejectedError):
-        refresher(aac_simulator).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator).with_lease(store.section, min_ttl=None)
     left = store.peek()
     assert not store.has(IN_FLIGHT) and left["generation"] == 0 and left["client_id"] == "wrong-client"
     kept = left["refresh_token"] == aac_token_pair["refresh_token"]
@@ -449,7 +449,7 @@ def test_invalid_client_clears_the_marker_and_spends_nothing(
     fixed = store.peek()
     del fixed["client_id"]
     store.force(fixed)
-    assert refresher(aac_simulator).under_lock(store.section, min_ttl=None).generation == 1
+    assert refresher(aac_simulator).with_lease(store.section, min_ttl=None).generation == 1
     assert aac_simulator.stats()["reuses"] == 0
 
 
@@ -458,7 +458,7 @@ def test_token_without_iss_is_a_config_error_before_anything_is_sent(aac_simulat
     pair = {"access_token": unsigned_jwt(exp=now - 10, iat=now - 310), "refresh_token": "r" * 30}
     store = MemoryStore(pair)
     with pytest.raises(AACConfigError, match="no iss or client_id claim"):
-        refresher(aac_simulator).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator).with_lease(store.section, min_ttl=None)
     assert not store.has(IN_FLIGHT)
     assert aac_simulator.stats()["token_requests"] == 0
 
@@ -477,12 +477,12 @@ def test_http_issuer_on_another_host_is_refused_before_the_refresh_token_is_sent
 
     store = MemoryStore(pair)
     with pytest.raises(AACConfigError, match=r"token URL of connection .*http://aac.example.com/as/token"):
-        refresher(aac_simulator, transport=transport).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator, transport=transport).with_lease(store.section, min_ttl=None)
     assert sent_to == [] and not store.has(IN_FLIGHT)
 
     opted_in = MemoryStore({**pair, "allow_insecure_http": True})
     with pytest.raises(AACTransientError):
-        refresher(aac_simulator, transport=transport).under_lock(opted_in.section, min_ttl=None)
+        refresher(aac_simulator, transport=transport).with_lease(opted_in.section, min_ttl=None)
     assert set(sent_to) == {"http://aac.example.com/as/token"}
 
 
@@ -490,7 +490,7 @@ def test_unwritable_store_spends_nothing(aac_simulator: AACSimulator, aac_token_
     store = MemoryStore(stale_extra(aac_token_pair))
     store.writable_error = AACConfigError("shadowed by an environment variable")
     with pytest.raises(AACConfigError, match="shadowed"):
-        refresher(aac_simulator).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator).with_lease(store.section, min_ttl=None)
     assert store.write_count == 0
     assert aac_simulator.stats()["token_requests"] == 0
 
@@ -516,7 +516,7 @@ def test_a_newer_pair_written_during_the_refresh_wins_and_the_holder_says_so(
         store.force(rogue)  # someone ignoring the lock stores another pair meanwhile
         return real(url, form, window)
 
-    state = refresher(aac_simulator, transport=transport).under_lock(store.section, min_ttl=None)
+    state = refresher(aac_simulator, transport=transport).with_lease(store.section, min_ttl=None)
     assert state.generation == 5
     kept_rogue = store.peek() == rogue
     assert kept_rogue
@@ -530,7 +530,7 @@ def test_200_without_access_token_stores_the_rotated_refresh_token_then_fails(
     store = MemoryStore(stale_extra(aac_token_pair))
     aac_simulator.fail_token_endpoint(200, body={"refresh_token": "rotated-" + "x" * 20, "expires_in": 300})
     with pytest.raises(AACTransientError) as info:
-        refresher(aac_simulator).under_lock(store.section, min_ttl=None)
+        refresher(aac_simulator).with_lease(store.section, min_ttl=None)
     assert "without an access token" in str(info.value)
     assert "The rotated refresh token was stored" in str(info.value)
     state = store.state()
@@ -665,6 +665,33 @@ def test_with_lease_live_holder_beyond_the_wait_is_a_transient_error(
     assert aac_simulator.stats()["token_requests"] == 0
 
 
+def test_a_waiter_looks_often_for_a_second_then_less_and_stops_at_the_stored_pair(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    """A 0.1 s refresh is seen within 20 ms, not at the next 0.2 s poll; a long wait stays cheap."""
+    now = float(int(time.time()))
+    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
+    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    stored_by_holder = {**fresh_extra(aac_token_pair), "generation": 1}
+    clock = Clock()
+    quick = round(QUICK_LOOKS_FOR / QUICK_LOOK)
+
+    def time_passes_and_the_holder_stores_late() -> None:
+        clock.offset += sleeps.delays[-1]
+        if len(sleeps.delays) == quick + 3:
+            store.force(stored_by_holder)
+
+    sleeps = Sleeps(on_sleep=time_passes_and_the_holder_stores_late)
+    state = refresher(aac_simulator, "waiter:2", clock=clock, sleep=sleeps, poll_interval=0.2).with_lease(
+        store.section, min_ttl=None, wait=30.0
+    )
+    assert state.generation == 1
+    assert sleeps.delays[: quick - 1] == pytest.approx([QUICK_LOOK] * (quick - 1))
+    assert sleeps.delays[-3:] == pytest.approx([0.2] * 3)
+    assert len(sleeps.delays) == quick + 3
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
 def test_with_lease_holder_whose_lease_runs_out_while_waiting_is_taken_over(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
@@ -750,7 +777,7 @@ def test_with_lease_fresh_token_is_returned_without_a_claim(
 # =========================================================================== across modes
 
 
-def test_under_lock_respects_a_live_claim_from_with_lease(
+def test_a_lock_mode_refresh_respects_a_live_claim_from_metadata_db_mode(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
     """An api-server (metadata-DB mode) and a worker (lock mode) refresh one connection."""
@@ -789,7 +816,7 @@ def test_under_lock_respects_a_live_claim_from_with_lease(
         assert a_sending.wait(DEADLINE)
         errors: list[str] = []
         try:
-            worker.under_lock(worker_section, min_ttl=None)
+            worker.with_lease(worker_section, min_ttl=None)
         except AACError as err:
             errors.append(type(err).__name__)
         finally:

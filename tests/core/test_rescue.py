@@ -96,7 +96,7 @@ def test_a_store_outage_of_five_minutes_and_more_is_waited_out(
         original_sleep(seconds)
 
     time.sleep = sleep  # type: ignore[method-assign]
-    state = refresher_for(aac_simulator, time, memory).under_lock(section_of(store), min_ttl=None)
+    state = refresher_for(aac_simulator, time, memory).with_lease(section_of(store), min_ttl=None)
     assert state.generation == 1
     assert store.failed_writes >= 10
     assert held_during and set(held_during) == {1}, "the pair was held for the whole outage"
@@ -111,7 +111,7 @@ def test_when_patience_runs_out_the_error_says_where_the_pair_is_and_how_to_rest
     store = FailingStore(MemoryStore(stale_extra(aac_token_pair)), time, until=float("inf"))
     memory = MemoryPlace()
     with pytest.raises(AACPairHeldError) as info:
-        refresher_for(aac_simulator, time, memory, store_patience=60.0, mode="lock").under_lock(
+        refresher_for(aac_simulator, time, memory, store_patience=60.0, mode="lock").with_lease(
             section_of(store), min_ttl=None
         )
     message = str(info.value)
@@ -125,7 +125,7 @@ def test_when_patience_runs_out_the_error_says_where_the_pair_is_and_how_to_rest
     # The next refresh (same process: the pair is in its memory) completes it before anything else,
     # recording the mode of the refresh that received it, not its own.
     store.until = 0.0
-    state = refresher_for(aac_simulator, time, memory, mode="metadata_db").under_lock(
+    state = refresher_for(aac_simulator, time, memory, mode="metadata_db").with_lease(
         section_of(store), min_ttl=None
     )
     assert state.generation == 1 and state.refreshed_mode == "lock"

@@ -22,6 +22,7 @@ from airflow_provider_aac.core.token_state import (
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode
 from airflow_provider_aac.tokens.manager import REJECTION_COOLDOWN, TokenManager
+from airflow_provider_aac.tokens.refresh_plan import Spender, Store, plan_refresh
 
 CONN = "aac_manager_table"
 PAIR = {"access_token": "header.payload.signature", "refresh_token": "refresh-" + "r" * 20}
@@ -83,6 +84,40 @@ def test_auto_chooses_by_the_process_and_the_connection(
 @pytest.mark.parametrize("as_writer", [True, False])
 def test_a_named_mode_is_used_as_named(named: RefreshMode, orm: bool, as_writer: bool) -> None:
     assert manager().mode_of(config(named.value, lock=True, api=True), orm=orm, as_writer=as_writer) is named
+
+
+ROW, REST = Store.METADATA_DB, Store.REST
+CLAIM, DAG = Spender.CLAIM_HOLDER, Spender.REFRESH_DAG
+
+# The one decision: from the connection and the process, the store, the spender and the
+# outer lock that ``with_lease`` runs with. The single writer is only a row of it.
+PLAN_TABLE = [
+    # named,          orm,   writer, lock,  api,   store, spender
+    (None, True, False, False, False, ROW, CLAIM),
+    (None, True, False, True, True, ROW, CLAIM),
+    (None, True, False, False, True, REST, DAG),  # waits for the refresh DAG like a worker
+    (None, True, True, False, True, ROW, CLAIM),  # the refresh operator with ORM access writes the row
+    (None, True, True, False, False, ROW, CLAIM),
+    (None, False, False, True, True, REST, CLAIM),  # a worker in lock mode
+    (None, False, False, False, True, REST, DAG),
+    (None, False, True, False, True, REST, CLAIM),  # the refresh operator on a worker
+    ("single_writer", True, True, False, False, ROW, CLAIM),  # the writer with ORM and no REST writer
+    ("single_writer", True, True, False, True, REST, CLAIM),
+    ("single_writer", False, False, False, True, REST, DAG),
+    ("lock", True, False, True, True, REST, CLAIM),
+    ("lock", True, True, True, False, ROW, CLAIM),
+    ("metadata_db", True, False, True, True, ROW, CLAIM),
+    ("metadata_db", True, True, False, True, ROW, CLAIM),
+]
+
+
+@pytest.mark.parametrize(("named", "orm", "as_writer", "lock", "api", "store", "spender"), PLAN_TABLE)
+def test_the_plan_names_a_store_a_spender_and_the_lock(
+    named: str | None, orm: bool, as_writer: bool, lock: bool, api: bool, store: Store, spender: Spender
+) -> None:
+    plan = plan_refresh(config(named, lock=lock, api=api), orm=orm, as_writer=as_writer)
+    assert (plan.store, plan.spender) == (store, spender)
+    assert plan.lock_conn_id == ("aac_lock" if lock else None)
 
 
 @pytest.mark.parametrize(
