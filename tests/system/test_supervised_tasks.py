@@ -166,8 +166,12 @@ def run_and_collect_logs(cluster: AirflowCluster, dag_id: str) -> tuple[str, str
     """Trigger ``dag_id``, wait for the run to end, and return its id, state and every task log."""
     run_id = cluster.trigger_dag(dag_id)
     state = cluster.wait_for_run(dag_id, run_id, timeout=240)
+    # Each task's last try: on 3.0 and 3.1 the REST log of an earlier try of a retried task
+    # answers 404 "TaskInstance not found".
     logs = "\n".join(
-        cluster.task_log(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+        cluster.task_log(
+            dag_id, run_id, ti["task_id"], max(1, ti.get("try_number") or 1), ti.get("map_index", -1)
+        )
         for ti in cluster.task_instances(dag_id, run_id)
     )
     return run_id, state, logs
@@ -202,12 +206,13 @@ def test_tasks_refresh_in_lock_mode_with_the_orm_blocked(
     assert not JWT.search(logs), "a JWT reached a task log"
     assert stored["refresh_token"] not in logs
 
-    plan_log = cluster.task_log(dag_id, run_id, "run_plan").lower()
-    assert "defer" in plan_log, "the plan run must have waited in the triggerer"
-    assert simulator.stats()["runs_started"] == 1
     [plan] = [ti for ti in cluster.task_instances(dag_id, run_id) if ti["task_id"] == "run_plan"]
-    if plan["try_number"] > 1:
-        assert "Attached to AAC" in cluster.task_log(dag_id, run_id, "run_plan", plan["try_number"])
+    plan_log = cluster.task_log(dag_id, run_id, "run_plan", plan["try_number"])
+    assert simulator.stats()["runs_started"] == 1
+    if plan["try_number"] == 1:
+        assert "defer" in plan_log.lower(), "the plan run must have waited in the triggerer"
+    else:  # Airflow's deferral race (README): the retry attaches to the same run
+        assert "Attached to AAC" in plan_log
 
 
 def test_single_writer_tasks_never_spend_the_refresh_token(
