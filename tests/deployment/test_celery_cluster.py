@@ -91,6 +91,8 @@ DAG_FILE = textwrap.dedent(
             AACRunPlanOperator(
                 task_id=f"run_plan_{{index}}", aac_conn_id=CONNS[index % len(CONNS)], plan_id=1,
                 deferrable=True, poll_interval=1,
+                # Airflow's deferral race (README) can fail a resumed task; the retry attaches.
+                retries=1, retry_delay=timedelta(seconds=1),
             )
         started = AACRunPlanOperator(
             task_id="start_slow_plan", aac_conn_id="aac_redis", plan_id={SLOW_PLAN}, wait_for_completion=False,

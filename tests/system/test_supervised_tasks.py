@@ -16,19 +16,17 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from airflow_provider_aac.compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.support.airflow_env import AirflowCluster, AirflowHome, start_cluster
 
 pytestmark = pytest.mark.airflow_cluster
 
 ACCESS_TTL = 6.0
-# On 3.0.6 and 3.1.8, a deferred task whose trigger fired success has failed on resume
-# without a line in its log (2 of about 25 runs here): Airflow's scheduler race between a
-# trigger's event and the executor's report of the deferral (apache/airflow#23824, #66374,
-# #67287, #72716). The retry a user would configure must attach to the same AAC run;
-# newer releases get no retry.
-RUN_PLAN_RETRIES = 0 if AIRFLOW_V_3_2_PLUS else 1
+# A deferred task whose trigger fired success has, rarely, failed on resume without a line
+# in its log, on 3.0.6, 3.1.8 and 3.3.2 alike: Airflow's scheduler race between a trigger's
+# event and the executor's report of the deferral (apache/airflow#23824, #66374, #67287,
+# #72716). The retry a user would configure must attach to the same AAC run.
+RUN_PLAN_RETRIES = 1
 SINGLE_WRITER_TTL = 12.0
 TASKS = 4
 CALLS = 8
