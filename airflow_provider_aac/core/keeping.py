@@ -24,10 +24,10 @@ from airflow_provider_aac.core.errors import (
     AACStoreUnavailableError,
     AACTransientError,
 )
-from airflow_provider_aac.core.oauth import TokenGrant
 from airflow_provider_aac.core.refresh_observer import RefreshObserver, Unobserved
 from airflow_provider_aac.core.rescue import HeldPair, Rescue
 from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     InFlight,
@@ -100,9 +100,7 @@ class Keeper:
         held = HeldPair(
             conn_id=self.conn_id,
             spends=spent.refresh_fingerprint,
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            expires_in=grant.expires_in,
+            grant=grant,
             requested_at=attempt.started_at,
             held_at=self.clock(),
             by=self.identity,
@@ -171,7 +169,7 @@ class Keeper:
     def _write_held(self, store: TokenStore, held: HeldPair) -> TokenState:
         """Store a held pair over whatever is stored now, while the spent refresh token is still there."""
         stored, _ = store.read()
-        if held.refresh_token and stored.refresh_fingerprint == fingerprint(held.refresh_token):
+        if held.grant.refresh_token and stored.refresh_fingerprint == fingerprint(held.grant.refresh_token):
             return stored
 
         def rotated_over(current: TokenState, extra: Extra) -> Extra:
@@ -216,11 +214,13 @@ def rotated(
     else:
         access, expires_at = state.access_token, requested_at
     return TokenState(
-        access_token=access,
-        refresh_token=grant.refresh_token or state.refresh_token,
+        TokenGrant(
+            access,
+            grant.refresh_token or state.refresh_token,
+            grant.expires_in if grant.access_token else None,
+        ),
         generation=state.generation + 1,
         access_expires_at=expires_at,
-        access_lifetime=grant.expires_in if grant.access_token else None,
         access_fingerprint=fingerprint(access) if expires_at is not None else None,
         refreshed_at=now,
         refreshed_by=by,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -30,6 +30,8 @@ from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
 from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_store import Guard, no_guard
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +42,18 @@ DEFAULT_BACKOFF = Backoff()
 MIN_ATTEMPT_SECONDS = 2.0
 
 
-def _always_allowed() -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class SendWindow:
     """How long one attempt may take, and the last check before the token leaves the process.
 
     ``seconds`` bounds the whole exchange (DNS, connect, send and the complete answer),
-    not each read. ``before_send`` runs once the connection is open and nothing has been
-    written yet; it raises when this process can no longer be sure it is the only one
-    allowed to spend the token (its lock is gone, its lease too short).
+    not each read. ``before_send``, the refresh's guard, runs once the connection is open
+    and nothing has been written yet; it raises when this process can no longer be sure
+    it is the only one allowed to spend the token (its lock is gone, its lease too short).
     """
 
     seconds: float
-    before_send: Callable[[], None] = _always_allowed
+    before_send: Guard = no_guard
 
 
 class TokenTransport(Protocol):
@@ -66,15 +64,6 @@ class TokenTransport(Protocol):
 class TokenEndpoint:
     url: str
     client_id: str
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """A successful refresh answer. A missing refresh token means AAC did not rotate it."""
-
-    access_token: str | None = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    expires_in: float | None
 
 
 def resolve_token_endpoint(
@@ -175,7 +164,7 @@ def request_refresh(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     backoff: Backoff = DEFAULT_BACKOFF,
-    before_send: Callable[[], None] = _always_allowed,
+    before_send: Guard = no_guard,
     on_retry: Callable[[str], None] = lambda status: None,
 ) -> TokenGrant:
     """POST the refresh; retry where the token cannot have been spent, and once after an unknown outcome.
@@ -240,7 +229,7 @@ def _attempts(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     backoff: Backoff,
-    before_send: Callable[[], None],
+    before_send: Guard,
     on_retry: Callable[[str], None],
     unknown: list[AACRefreshOutcomeUnknownError],
 ) -> TokenGrant:

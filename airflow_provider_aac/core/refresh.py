@@ -44,7 +44,6 @@ from airflow_provider_aac.core.errors import (
 from airflow_provider_aac.core.keeping import STORE_PATIENCE, STORE_RETRY_PAST_LEASE, Keeper
 from airflow_provider_aac.core.oauth import (
     TokenEndpoint,
-    TokenGrant,
     TokenTransport,
     request_refresh,
     resolve_token_endpoint,
@@ -54,6 +53,7 @@ from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
 from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     DeadChain,

@@ -13,45 +13,43 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from airflow_provider_aac.core.oauth import TokenGrant
 from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import TokenGrant
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HeldPair:
-    """A token answer not yet stored; ``spends`` is the fingerprint of the token it replaces.
+    """A grant not yet stored, and where it came from.
 
+    ``spends`` is the fingerprint of the refresh token it replaces. ``requested_at``,
     ``by`` and ``mode`` are the refresh that received it, recorded when the pair is
-    stored, whoever stores it (the next refresher, or ``airflow-aac restore``).
+    stored, whoever stores it (the next refresher, or ``airflow-aac restore``). The
+    grant is kept as AAC answered it, a missing token included: the stored pair fills
+    the gap at the time it is stored (see ``keeping.rotated``).
     """
 
     conn_id: str
     spends: str
-    access_token: str | None = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    expires_in: float | None
+    grant: TokenGrant
     requested_at: float
     held_at: float
     by: str
     mode: str | None = None
 
-    @property
-    def grant(self) -> TokenGrant:
-        return TokenGrant(self.access_token, self.refresh_token, self.expires_in)
-
     def to_bytes(self) -> bytes:
+        """The format every rescue place holds; older providers read it, so its keys stay flat."""
         return json.dumps(
             {
                 "conn_id": self.conn_id,
                 "spends": self.spends,
-                "access_token": self.access_token,
-                "refresh_token": self.refresh_token,
-                "expires_in": self.expires_in,
+                "access_token": self.grant.access_token,
+                "refresh_token": self.grant.refresh_token,
+                "expires_in": self.grant.expires_in,
                 "requested_at": self.requested_at,
                 "held_at": self.held_at,
                 "by": self.by,
@@ -66,9 +64,9 @@ class HeldPair:
             return cls(
                 conn_id=str(value["conn_id"]),
                 spends=str(value["spends"]),
-                access_token=value.get("access_token"),
-                refresh_token=value.get("refresh_token"),
-                expires_in=value.get("expires_in"),
+                grant=TokenGrant(
+                    value.get("access_token"), value.get("refresh_token"), value.get("expires_in")
+                ),
                 requested_at=float(value["requested_at"]),
                 held_at=float(value["held_at"]),
                 by=str(value.get("by", "unknown")),

@@ -1,4 +1,4 @@
-"""The token pair and its bookkeeping, as kept in the connection's extra.
+"""The token pair (a grant and where it came from) and its bookkeeping, as kept in the extra.
 
 The extra is both the user's configuration and the provider's store. The provider owns
 only the keys in ``MAINTAINED_KEYS`` (plus the two tokens) and keeps every other key as
@@ -13,11 +13,12 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from airflow_provider_aac.core.errors import AACConfigError, AACStoreConflictError, new_pair_hint
 from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
 from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import TokenGrant
 
 ACCESS_TOKEN = "access_token"
 REFRESH_TOKEN = "refresh_token"
@@ -171,18 +172,19 @@ class DeadChain:
 
 @dataclass(frozen=True)
 class TokenState:
-    """One generation of the token chain, as read from (or about to be written to) the extra.
+    """One generation of the token chain: its grant and where it came from, as kept in the extra.
 
+    ``grant`` holds both tokens and, as ``expires_in``, the lifetime recorded with the
+    access token when it was stored; the rest is where the pair came from (its
+    generation, who refreshed it, the expiry by our clock) and the claims on it.
     ``conn_id`` only names the connection in errors (a stored access token that is no
     JWT): the state is what decodes its token, so it must be able to say whose it is.
     States are immutable, so each decodes its access token at most once.
     """
 
-    access_token: str
-    refresh_token: str
+    grant: TokenGrant
     generation: int = 0
     access_expires_at: float | None = None
-    access_lifetime: float | None = None
     access_fingerprint: str | None = None
     refreshed_at: float | None = None
     refreshed_by: str | None = None
@@ -191,8 +193,24 @@ class TokenState:
     dead_chain: DeadChain | None = None
     conn_id: str | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        if not (self.grant.access_token and self.grant.refresh_token):
+            raise ValueError("A stored token pair has both tokens.")
+
     def __repr__(self) -> str:
         return f"TokenState(generation={self.generation}, access_expires_at={self.access_expires_at})"
+
+    @property
+    def access_token(self) -> str:
+        return cast(str, self.grant.access_token)
+
+    @property
+    def refresh_token(self) -> str:
+        return cast(str, self.grant.refresh_token)
+
+    @property
+    def access_lifetime(self) -> float | None:
+        return self.grant.expires_in
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any], *, conn_id: str) -> TokenState:
@@ -208,11 +226,9 @@ class TokenState:
             )
         assert isinstance(access, str) and isinstance(refresh, str)
         return cls(
-            access_token=access.strip(),
-            refresh_token=refresh.strip(),
+            TokenGrant(access.strip(), refresh.strip(), _as_float(extra.get(ACCESS_LIFETIME))),
             generation=as_int(extra.get(GENERATION)),
             access_expires_at=parse_utc_iso(extra.get(ACCESS_EXPIRES_AT)),
-            access_lifetime=_as_float(extra.get(ACCESS_LIFETIME)),
             access_fingerprint=extra.get(ACCESS_FINGERPRINT)
             if text(extra.get(ACCESS_FINGERPRINT)) is not None
             else None,

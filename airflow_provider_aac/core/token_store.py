@@ -1,7 +1,8 @@
 """What the refresh steps need of a store: the protocol, and the sections that hold one.
 
 A store is only ever used inside a section: an exclusive context (a lock, a row lock in
-a transaction, or the single-writer guarantee) that yields it.
+a transaction, or the single-writer guarantee) that yields it. A section that can be lost
+while it is held (a lock whose holder may be cut off) comes with a guard.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ class TokenStore(Protocol):
 
 
 Section = Callable[[], AbstractContextManager[TokenStore]]
+# A section's last check before the token is claimed or leaves the process: it raises
+# when this process can no longer be sure it is the only one allowed to spend the token
+# (its lock is gone). The token request runs it once more just before sending.
 Guard = Callable[[], None]
 
 
 def no_guard() -> None:
+    """The guard of a section that cannot be lost (a row lock, the single writer)."""
     return None
 
 

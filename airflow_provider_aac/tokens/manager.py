@@ -33,7 +33,7 @@ from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_ava
 from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.refresh_plan import RefreshPlan, Spender, Store, checked_plan, plan_refresh
 from airflow_provider_aac.tokens.rescue_places import rescue_for
-from airflow_provider_aac.tokens.token_cache import Held, TokenCache, process_token_cache, run_token_work
+from airflow_provider_aac.tokens.token_cache import Reading, TokenCache, process_token_cache, run_token_work
 
 if TYPE_CHECKING:
     from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
@@ -96,7 +96,7 @@ class TokenManager:
         self._transport = requests_token_transport()
         self._api: AirflowApiClient | None = None
 
-    def read(self) -> Held:
+    def read(self) -> Reading:
         """The connection as stored now; what it holds replaces what the cache held."""
         config = read_config(self.conn_id)
         state = config.token_state()
@@ -104,7 +104,7 @@ class TokenManager:
         self._cached.keep(config, state)
         return config, state
 
-    def fresh(self, min_ttl: float | None = None) -> Held:
+    def fresh(self, min_ttl: float | None = None) -> Reading:
         """The connection and a state whose access token has ``min_ttl`` seconds left, refreshing if needed.
 
         Served from memory while the held token is fresh enough; otherwise one thread of
@@ -123,7 +123,7 @@ class TokenManager:
                 state = self._refresh(config, state, min_ttl=wanted, stale_generation=None, as_writer=False)
             return config, state
 
-    async def afresh(self, min_ttl: float | None = None) -> Held:
+    async def afresh(self, min_ttl: float | None = None) -> Reading:
         """As ``fresh``, for the triggerer: memory on the loop, the rest on the token-work threads."""
         held = self._cached.fresh(self._clock(), min_ttl)
         if held is not None:

@@ -25,7 +25,8 @@ from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
 
 T = TypeVar("T")
-Held = tuple[AACConnectionConfig, TokenState]
+# The connection as read: its configuration and the token state it held.
+Reading = tuple[AACConnectionConfig, TokenState]
 # Token work blocks (a connection read, a lock, a refresh POST); on a triggerer it runs
 # here, never on the event loop and never on asgiref's one shared thread that other
 # providers' sync_to_async calls queue on. One coroutine per loop and connection comes
@@ -35,32 +36,32 @@ TOKEN_WORK_THREADS = 4
 
 @dataclass
 class CachedTokens:
-    """One connection's entry: the last state read or stored (None until the first read).
+    """One connection's entry: the last reading or stored state (None until the first read).
 
     ``flight`` is held by the one thread fetching a state; ``_guard`` only ever for an
     instant, so the event loop may take it.
     """
 
-    held: Held | None = None
+    last: Reading | None = None
     flight: threading.Lock = field(default_factory=threading.Lock)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _async_flights: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(default_factory=dict)
 
-    def fresh(self, now: float, min_ttl: float | None) -> Held | None:
-        held = self.held
-        if held is None:
+    def fresh(self, now: float, min_ttl: float | None) -> Reading | None:
+        last = self.last
+        if last is None:
             return None
-        config, state = held
-        return held if state.is_fresh(now, config.min_ttl if min_ttl is None else min_ttl) else None
+        config, state = last
+        return last if state.is_fresh(now, config.min_ttl if min_ttl is None else min_ttl) else None
 
     def keep(self, config: AACConnectionConfig, state: TokenState) -> None:
-        self.held = (config, state)
+        self.last = (config, state)
 
     def forget(self, generation: int | None = None) -> None:
         """Drop the entry, or only while it still holds ``generation`` (the one AAC rejected)."""
-        held = self.held
-        if held is not None and (generation is None or held[1].generation == generation):
-            self.held = None
+        last = self.last
+        if last is not None and (generation is None or last[1].generation == generation):
+            self.last = None
 
     def async_flight(self) -> asyncio.Lock:
         """The lock that lets one coroutine per event loop fetch for the others.

@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 
 from airflow_provider_aac.core.oauth import refresh_form
 from airflow_provider_aac.core.rescue import HeldPair
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import fingerprint
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.rescue_places import LocalSpool
@@ -112,9 +113,7 @@ def hold_a_refreshed_pair(home: AirflowHome, sim: AACSimulator, conn_id: str) ->
         HeldPair(
             conn_id,
             fingerprint(spent),
-            answer["access_token"],
-            answer["refresh_token"],
-            answer["expires_in"],
+            TokenGrant(answer["access_token"], answer["refresh_token"], answer["expires_in"]),
             requested_at=now,
             held_at=now,
             by="worker-7:1234",

@@ -27,12 +27,12 @@ from airflow_provider_aac.core.oauth import (
     AACRefreshOutcomeUnknownError,
     SendWindow,
     TokenEndpoint,
-    TokenGrant,
     interpret_token_response,
     refresh_form,
     request_refresh,
 )
 from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.transport.token_post import requests_token_transport
 

@@ -34,10 +34,10 @@ from airflow_provider_aac.core.keeping import rotated
 from airflow_provider_aac.core.oauth import (
     AACRefreshOutcomeUnknownError,
     SendWindow,
-    TokenGrant,
 )
 from airflow_provider_aac.core.refresh import QUICK_LOOK, QUICK_LOOKS_FOR, Refresher
 from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import (
     IN_FLIGHT,
     LAST_INTERRUPTED,
@@ -842,7 +842,7 @@ def test_a_waiter_waits_out_the_whole_lease_and_both_skew_margins() -> None:
 
 
 def test_rotated_counts_expiry_from_the_request() -> None:
-    old = TokenState(access_token="old.a.t", refresh_token="old-r", generation=4)
+    old = TokenState(TokenGrant("old.a.t", "old-r"), generation=4)
     new = rotated(
         old, TokenGrant("new.a.t", "new-r", 300.0), requested_at=1000.0, by="me", now=1002.0, mode="lock"
     )
@@ -857,19 +857,19 @@ def test_rotated_counts_expiry_from_the_request() -> None:
 
 
 def test_rotated_without_expires_in_leaves_expiry_to_the_jwt() -> None:
-    old = TokenState(access_token="old.a.t", refresh_token="old-r")
+    old = TokenState(TokenGrant("old.a.t", "old-r"))
     new = rotated(old, TokenGrant("new.a.t", "new-r", None), requested_at=1000.0, by="me", now=1000.0)
     assert new.access_expires_at is None and new.access_fingerprint is None and new.access_lifetime is None
 
 
 def test_rotated_without_refresh_token_keeps_the_old_one() -> None:
-    old = TokenState(access_token="old.a.t", refresh_token="old-r")
+    old = TokenState(TokenGrant("old.a.t", "old-r"))
     new = rotated(old, TokenGrant("new.a.t", None, 60.0), requested_at=1000.0, by="me", now=1000.0)
     assert new.refresh_token == "old-r" and new.generation == 1
 
 
 def test_rotated_without_access_token_marks_the_old_one_expired() -> None:
-    old = TokenState(access_token="old.a.t", refresh_token="old-r")
+    old = TokenState(TokenGrant("old.a.t", "old-r"))
     new = rotated(old, TokenGrant(None, "new-r", 300.0), requested_at=1000.0, by="me", now=1000.0)
     assert new.access_token == "old.a.t" and new.refresh_token == "new-r"
     assert new.access_expires_at == 1000.0 and new.access_fingerprint == fingerprint("old.a.t")

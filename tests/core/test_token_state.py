@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import (
     DEFAULT_MIN_TTL,
     IN_FLIGHT,
@@ -40,11 +41,9 @@ def pair(exp: float, iat: float, tag: str = "a") -> tuple[str, str]:
 
 def full_state(access: str, refresh: str) -> TokenState:
     return TokenState(
-        access_token=access,
-        refresh_token=refresh,
+        TokenGrant(access, refresh, 300.0),
         generation=7,
         access_expires_at=T0 + 123.456,
-        access_lifetime=300.0,
         access_fingerprint=fingerprint(access),
         refreshed_at=T0 - 176.5,
         refreshed_by="worker-1:42",
@@ -81,6 +80,38 @@ def test_round_trip_keeps_every_field_and_the_users_keys() -> None:
     assert users["generation"] == 3, "merged_into must not modify its argument"
 
 
+# An extra exactly as the provider wrote it before the grant was its own type (every
+# maintained key set), the way existing deployments hold it.
+EXTRA_WRITTEN_EARLIER = (
+    '{"client_id": "cid", "min_ttl": 60, "access_token": "stored.access.token", '
+    '"refresh_token": "stored-refresh", "generation": 7, "access_expires_at": "2027-01-15T08:02:03.456+00:00", '
+    '"access_lifetime": 300.0, "access_fingerprint": "15451f399e6cd31b", '
+    '"refreshed_at": "2027-01-15T07:57:03.500+00:00", "refreshed_by": "worker-1:42", "refreshed_mode": "lock", '
+    '"refresh_in_flight": {"attempt_id": "abc", "by": "worker-2:7", "started_at": "2027-01-15T07:59:58.750+00:00", '
+    '"lease_until": "2027-01-15T08:01:50.000+00:00", "generation": 7, "spends": "fedcba9876543210"}, '
+    '"last_interrupted_refresh": {"attempt_id": "x"}, '
+    '"dead_chain": {"spends": "0011223344556677", "at": "2027-01-15T07:00:00.000+00:00", "by": "worker-3:9"}}'
+)
+
+
+def test_an_extra_written_by_an_earlier_version_loads_and_is_written_back_unchanged() -> None:
+    extra = json.loads(EXTRA_WRITTEN_EARLIER)
+    state = TokenState.from_extra(extra, conn_id="c")
+    grant = state.grant == TokenGrant("stored.access.token", "stored-refresh", 300.0)
+    assert grant and state.access_lifetime == 300.0
+    assert (state.generation, state.access_expires_at, state.refreshed_at) == (7, T0 + 123.456, T0 - 176.5)
+    assert state.has_recorded_expiry and state.chain_is_dead is False
+    assert state.in_flight is not None and state.in_flight.spends == "fedcba9876543210"
+    assert state.dead_chain is not None and state.dead_chain.by == "worker-3:9"
+    same = json.dumps(state.merged_into(extra)) == EXTRA_WRITTEN_EARLIER
+    assert same, "the stored format changed: deployments and older versions would not read it alike"
+
+
+def test_a_stored_pair_has_both_tokens() -> None:
+    with pytest.raises(ValueError, match="both tokens"):
+        TokenState(TokenGrant("a.b.c", None))
+
+
 def test_a_pair_refreshed_before_the_mode_was_recorded_reads_the_mode_as_unknown() -> None:
     access, refresh = pair(T0 + 300, T0)
     older = full_state(access, refresh).merged_into({})
@@ -93,7 +124,7 @@ def test_a_pair_refreshed_before_the_mode_was_recorded_reads_the_mode_as_unknown
 def test_merged_into_drops_maintained_keys_that_are_now_empty() -> None:
     access, refresh = pair(T0 + 300, T0)
     stale = full_state(access, refresh).merged_into({"custom": 1})
-    cleared = TokenState(access_token=access, refresh_token=refresh, generation=8).merged_into(stale)
+    cleared = TokenState(TokenGrant(access, refresh), generation=8).merged_into(stale)
     dropped = [key for key in (IN_FLIGHT, "access_expires_at", "access_fingerprint") if key not in cleared]
     assert dropped == [IN_FLIGHT, "access_expires_at", "access_fingerprint"]
     assert cleared["generation"] == 8 and cleared["custom"] == 1
@@ -102,7 +133,7 @@ def test_merged_into_drops_maintained_keys_that_are_now_empty() -> None:
 def test_merged_into_keeps_the_last_interrupted_record() -> None:
     access, refresh = pair(T0 + 300, T0)
     record = {"attempt_id": "x", "by": "h:1", "started_at": utc_iso(T0), "lease_until": utc_iso(T0)}
-    merged = TokenState(access_token=access, refresh_token=refresh).merged_into({LAST_INTERRUPTED: record})
+    merged = TokenState(TokenGrant(access, refresh)).merged_into({LAST_INTERRUPTED: record})
     assert merged[LAST_INTERRUPTED] == record
 
 
@@ -207,10 +238,8 @@ def test_in_flight_round_trip_and_describe() -> None:
 def test_recorded_expiry_wins_while_it_belongs_to_the_stored_token() -> None:
     access, refresh = pair(T0 + 3600, T0)  # the JWT says an hour
     state = TokenState(
-        access_token=access,
-        refresh_token=refresh,
+        TokenGrant(access, refresh, 60.0),
         access_expires_at=T0 + 60,  # expires_in said a minute: trust it
-        access_lifetime=60.0,
         access_fingerprint=fingerprint(access),
     )
     assert state.expires_at() == T0 + 60
@@ -220,11 +249,9 @@ def test_recorded_expiry_wins_while_it_belongs_to_the_stored_token() -> None:
 def test_recorded_expiry_is_ignored_when_the_user_pasted_a_new_pair() -> None:
     old_access, old_refresh = pair(T0 - 3000, T0 - 3300, tag="old")
     stored = TokenState(
-        access_token=old_access,
-        refresh_token=old_refresh,
+        TokenGrant(old_access, old_refresh, 300.0),
         generation=4,
         access_expires_at=T0 - 3000,  # recorded: long expired
-        access_lifetime=300.0,
         access_fingerprint=fingerprint(old_access),
     ).merged_into({})
     new_access, new_refresh = pair(T0 + 3600, T0, tag="new")
@@ -239,10 +266,8 @@ def test_recorded_expiry_is_ignored_when_the_user_pasted_a_new_pair() -> None:
 def test_recorded_future_expiry_does_not_keep_a_pasted_expired_token_alive() -> None:
     old_access, refresh = pair(T0 + 3600, T0, tag="old")
     stored = TokenState(
-        access_token=old_access,
-        refresh_token=refresh,
+        TokenGrant(old_access, refresh, 3600.0),
         access_expires_at=T0 + 3600,
-        access_lifetime=3600.0,
         access_fingerprint=fingerprint(old_access),
     ).merged_into({})
     expired, _ = pair(T0 - 10, T0 - 310, tag="pasted")
@@ -259,19 +284,19 @@ def test_jwt_expiry_has_a_skew_margin_of_at_most_a_tenth_of_the_lifetime(
     lifetime: float, skew: float
 ) -> None:
     access, refresh = pair(T0 + lifetime, T0)
-    state = TokenState(access_token=access, refresh_token=refresh)
+    state = TokenState(TokenGrant(access, refresh))
     assert state.expires_at() == pytest.approx(T0 + lifetime - skew)
 
 
 def test_jwt_without_iat_gets_the_full_skew_margin() -> None:
     access = unsigned_jwt(exp=int(T0 + 3600))
-    state = TokenState(access_token=access, refresh_token="r")
+    state = TokenState(TokenGrant(access, "r"))
     assert state.expires_at() == T0 + 3600 - MAX_CLOCK_SKEW
 
 
 def test_unknown_expiry_counts_as_expired() -> None:
     access = unsigned_jwt(iss="https://x.test/as", client_id="cid")
-    state = TokenState(access_token=access, refresh_token="r")
+    state = TokenState(TokenGrant(access, "r"))
     assert state.seconds_left(T0) == float("-inf")
     assert not state.is_fresh(T0, 0)
     assert state.seconds_left(T0) == float("-inf")
@@ -307,10 +332,8 @@ def test_effective_min_ttl_never_exceeds_half_the_lifetime(lifetime: float, min_
 def recorded(expires_at: float, lifetime: float) -> TokenState:
     access, refresh = pair(T0 + 10 * lifetime, T0)  # the JWT disagrees; the record must win
     return TokenState(
-        access_token=access,
-        refresh_token=refresh,
+        TokenGrant(access, refresh, lifetime),
         access_expires_at=expires_at,
-        access_lifetime=lifetime,
         access_fingerprint=fingerprint(access),
     )
 

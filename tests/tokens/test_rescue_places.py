@@ -12,13 +12,13 @@ import pytest
 from cryptography.fernet import Fernet
 
 from airflow_provider_aac.core.rescue import HeldPair
+from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.tokens.rescue_places import LocalSpool, PostgresPlace, RedisPlace, RescuePlace
 
 
 def pair(conn_id: str, spends: str = "fp-1") -> HeldPair:
-    return HeldPair(
-        conn_id, spends, "held.access.token", "held-refresh-" + uuid.uuid4().hex, 300.0, 1.0, 2.0, "h:1"
-    )
+    grant = TokenGrant("held.access.token", "held-refresh-" + uuid.uuid4().hex, 300.0)
+    return HeldPair(conn_id, spends, grant, 1.0, 2.0, "h:1")
 
 
 def lock_conn(backend: str) -> Any:
@@ -66,7 +66,7 @@ def test_the_spool_is_encrypted_and_readable_by_its_owner_only(tmp_path: Path) -
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "aac_rescue").stat().st_mode) == 0o700
     raw = path.read_bytes()
-    assert held.refresh_token is not None and held.refresh_token.encode() not in raw
+    assert held.grant.refresh_token is not None and held.grant.refresh_token.encode() not in raw
 
 
 def test_a_pair_under_another_fernet_key_is_ignored_with_a_warning(
