@@ -14,7 +14,6 @@ the opt-in to send.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
+from tests.support.local_http import serving
 
 API = "airflow_api_cleartext"
 ENV = "AIRFLOW_CONN_AIRFLOW_API_CLEARTEXT"
@@ -63,15 +63,8 @@ class _Answering(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api_server() -> Iterator[ApiServer]:
-    server = ApiServer()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serving(ApiServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def define(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> None:
