@@ -8,7 +8,8 @@ Real HTTP: the connection is an ``AIRFLOW_CONN_<ID>`` variable and the api-serve
 server that records every request. ``http://0.0.0.0:<port>`` reaches that server (Linux
 and macOS send a connection to 0.0.0.0 to this machine) while the rule, which reads the
 URL only, counts it as another machine: so a refusal can be shown to send nothing, and
-the opt-in to send.
+the opt-in to send. The last test takes the whole path: a lock-mode refresh with a real
+api-server, a PostgreSQL lock and the simulator.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_aac.core.token_state import IN_FLIGHT
 from airflow_provider_aac.errors import AACConfigError
+from airflow_provider_aac.testing.simulator import AACSimulator
 from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
+from tests.support.airflow_env import AirflowHome, ApiServer
 from tests.support.local_http import serving
 
 API = "airflow_api_cleartext"
@@ -33,7 +37,7 @@ REFUSED = (
 )
 
 
-class ApiServer(ThreadingHTTPServer):
+class RecordingApiServer(ThreadingHTTPServer):
     """Stands for the api-server: answers a connection read, records each request."""
 
     def __init__(self) -> None:
@@ -46,7 +50,7 @@ class ApiServer(ThreadingHTTPServer):
 
 
 class _Answering(BaseHTTPRequestHandler):
-    server: ApiServer
+    server: RecordingApiServer
 
     def do_GET(self) -> None:
         self.server.seen.append(("GET", self.path))
@@ -62,8 +66,8 @@ class _Answering(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def api_server() -> Iterator[ApiServer]:
-    with serving(ApiServer()) as server:
+def api_server() -> Iterator[RecordingApiServer]:
+    with serving(RecordingApiServer()) as server:
         yield server
 
 
@@ -78,7 +82,7 @@ def client() -> AirflowApiClient:
 
 
 def test_plain_http_to_another_machine_is_refused_and_nothing_reaches_it(
-    monkeypatch: pytest.MonkeyPatch, api_server: ApiServer
+    monkeypatch: pytest.MonkeyPatch, api_server: RecordingApiServer
 ) -> None:
     define(monkeypatch, f"http://0.0.0.0:{api_server.port}")
     with pytest.raises(AACConfigError, match=REFUSED):
@@ -110,7 +114,7 @@ def test_a_scheme_in_the_schema_field_is_read_as_the_url_is(monkeypatch: pytest.
 
 @pytest.mark.parametrize("opt_in", [True, "true", " True "])
 def test_the_api_connections_opt_in_lets_plain_http_through(
-    monkeypatch: pytest.MonkeyPatch, api_server: ApiServer, opt_in: object
+    monkeypatch: pytest.MonkeyPatch, api_server: RecordingApiServer, opt_in: object
 ) -> None:
     define(monkeypatch, f"http://0.0.0.0:{api_server.port}", allow_insecure_http=opt_in)
     assert client().connection(AAC_CONN) == {"connection_id": AAC_CONN, "conn_type": "aac", "extra": "{}"}
@@ -119,7 +123,7 @@ def test_the_api_connections_opt_in_lets_plain_http_through(
 
 @pytest.mark.parametrize("host", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
 def test_plain_http_to_loopback_needs_no_opt_in(
-    monkeypatch: pytest.MonkeyPatch, api_server: ApiServer, host: str
+    monkeypatch: pytest.MonkeyPatch, api_server: RecordingApiServer, host: str
 ) -> None:
     define(monkeypatch, host.format(port=api_server.port))
     assert client().connection(AAC_CONN) is not None
@@ -143,3 +147,46 @@ def test_an_opt_out_is_refused_as_no_opt_in(monkeypatch: pytest.MonkeyPatch) -> 
     define(monkeypatch, "http://airflow-apiserver.invalid:8080", allow_insecure_http=False)
     with pytest.raises(AACConfigError, match=REFUSED):
         client()
+
+
+REFRESH = """
+import json
+from airflow_provider_aac.errors import AACConfigError
+from airflow_provider_aac.hooks.aac import AACHook
+
+try:
+    outcome = AACHook({conn!r}).refresh_tokens(force=True)
+except AACConfigError as err:
+    print(json.dumps({{"refused": str(err)}}))
+else:
+    print(json.dumps({{"generation": outcome.generation}}))
+"""
+
+
+def test_a_lock_mode_refresh_spends_nothing_until_the_api_connection_opts_in(
+    airflow_pg_home: AirflowHome, airflow_api_server: ApiServer, aac_simulator: AACSimulator
+) -> None:
+    """The real path: a lock, a real api-server reached as 0.0.0.0 (another machine to the rule)."""
+    home, lock = airflow_pg_home, "cleartext_lock"
+    elsewhere = airflow_api_server.base_url.replace("127.0.0.1", "0.0.0.0")
+    home.add_lock_connection(lock, "postgres")
+    for api, extra in (("cleartext_api", None), ("cleartext_api_opted_in", {"allow_insecure_http": True})):
+        home.add_connection(
+            api, "http", host=elsewhere, login=home.username, password=home.password, extra=extra
+        )
+        home.add_aac_connection(
+            f"aac_{api}", aac_simulator, refresh_mode="lock", lock_conn_id=lock, airflow_api_conn_id=api
+        )
+
+    def refresh(conn: str) -> dict[str, Any]:
+        out = home.run_python(REFRESH.format(conn=conn), env={"_AIRFLOW_PROCESS_CONTEXT": "server"})
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    refused = refresh("aac_cleartext_api")
+    assert "connection 'cleartext_api'" in refused["refused"] and "Nothing was sent" in refused["refused"]
+    assert aac_simulator.stats()["token_requests"] == 0
+    stored = home.get_connection_extra("aac_cleartext_api")
+    assert stored.get("generation", 0) == 0 and IN_FLIGHT not in stored
+
+    assert refresh("aac_cleartext_api_opted_in") == {"generation": 1}
+    assert aac_simulator.stats()["token_requests"] == 1
