@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from airflow.sdk._shared.observability.metrics import stats as airflow_metrics
 
 from airflow_provider_aac import metrics
 from airflow_provider_aac.core import errors as core_errors
@@ -156,15 +157,21 @@ def test_every_metric_is_documented() -> None:
 
 
 def test_a_broken_backend_costs_the_metric_not_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's metrics backend failing (a StatsD client whose socket errors) is Airflow's to configure."""
+    failed: list[str] = []
+
     class Broken:
-        def incr(self, *args: object, **kwargs: object) -> None:
+        def incr(self, stat: str, *args: object, **kwargs: object) -> None:
+            failed.append(stat)
             raise OSError("statsd is down")
 
         timing = incr
 
-    monkeypatch.setattr(metrics, "_backend", lambda: (Broken(), True))
+    monkeypatch.setattr(airflow_metrics, "_factory", Broken)
+    monkeypatch.setattr(airflow_metrics, "_backend", None)
     metrics.refresh_finished("aac_default", "lock", "refreshed", 0.5)
     metrics.run_finished("plan", "success", 12.0)
+    assert "aac.token.refresh" in failed and "aac.run.duration" in failed, failed
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ from typing import Any
 
 from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.dags.refresh import DEFAULT_POOL, POOL_COMMAND, REFRESH_DAG_FILE
-from airflow_provider_aac.errors import AACError
+from airflow_provider_aac.errors import AACConfigError, AACError
+from airflow_provider_aac.tokens.airflow_api import api_server_url
 from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode, get_named_connection
 from airflow_provider_aac.tokens.manager import TokenManager
 
@@ -36,6 +37,11 @@ class Gap:
 
 
 WRITER = "refresh DAG task"
+API_CONNECTION_ADD = (
+    "airflow connections add {api} --conn-type http --conn-host https://<api-server> "
+    "--conn-login <user> --conn-password <password> (a plain http://<api-server>:8080 on another machine "
+    "also needs --conn-extra '{{\"allow_insecure_http\": true}}', on a trusted network only)"
+)
 
 
 @dataclass(frozen=True)
@@ -85,26 +91,45 @@ def assess(config: AACConnectionConfig) -> Readiness:
         )
     api = config.airflow_api_conn_id
     if api:
-        gaps += _missing_connection(
-            api,
-            "airflow_api_conn_id",
-            conn_id,
-            f"airflow connections add {api} --conn-type http --conn-host http://<api-server>:8080 "
-            "--conn-login <user> --conn-password <password>",
-        )
+        gaps += _missing_connection(api, "airflow_api_conn_id", conn_id, API_CONNECTION_ADD.format(api=api))
+        refused = api_host_refused(config)
+        if refused:
+            gaps.append(
+                Gap(refused, f"airflow connections delete {api}, then {API_CONNECTION_ADD.format(api=api)}")
+            )
     else:
         gaps.append(
             Gap(
                 "an Airflow API connection: tasks on workers, and the refresh DAG's task, write the rotated "
                 "pair through the api-server, and cannot without one",
-                "airflow connections add airflow_api --conn-type http --conn-host http://<api-server>:8080 "
-                "--conn-login <user> --conn-password <password>; then name it in the connection: "
+                f"{API_CONNECTION_ADD.format(api='airflow_api')}; then name it in the connection: "
                 f"{AAC_CLI} connect {conn_id} --airflow-api-conn-id airflow_api (with the pair), "
                 'or add "airflow_api_conn_id": "airflow_api" to its extra in the UI',
             )
         )
     gaps += _refresh_dag_gaps(config, needed=workers_wait)
     return Readiness(component_modes(config), gaps)
+
+
+def api_host_refused(config: AACConnectionConfig) -> str | None:
+    """Why a refresh would refuse the Airflow API connection's host (plain http:// elsewhere), if it would.
+
+    The rule is the one ``AirflowApiClient`` applies before it sends anything; said here,
+    it reaches the user when the pair is stored or the chain checked, not at a worker's
+    first refresh. An absent connection is another gap, so it is not reported here.
+    """
+    api = config.airflow_api_conn_id
+    if not api:
+        return None
+    try:
+        conn = get_named_connection(api, named_by="airflow_api_conn_id", aac_conn_id=config.conn_id)
+    except AACError:
+        return None
+    try:
+        api_server_url(api, conn)
+    except AACConfigError as err:
+        return str(err)
+    return None
 
 
 def _missing_connection(conn_id: str, key: str, aac_conn_id: str, create: str) -> list[Gap]:

@@ -26,7 +26,7 @@ from airflow_provider_aac.cli.output import (
     table,
     when,
 )
-from airflow_provider_aac.cli.readiness import component_modes
+from airflow_provider_aac.cli.readiness import api_host_refused, component_modes
 from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.token_health import (
     FROM_FAMILY_CAP,
@@ -146,6 +146,9 @@ def chain_status(conn_id: str, now: float, warn_days: float, fail_days: float) -
     chain.generation = state.generation
     chain.refreshed_at, chain.refreshed_by = state.refreshed_at, state.refreshed_by
     chain.refreshed_mode = state.refreshed_mode
+    refused = api_host_refused(config)
+    if refused:
+        chain.worsen(DEGRADED_WORD, f"no refreshed pair can be written through the Airflow API: {refused}")
     health = assess_refresh_deadline(deadline, now, warn_days, fail_days, conn_id=conn_id, source=source)
     chain.deadline = {
         "deadline": None if health.deadline is None else when(health.deadline),

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
 from airflow_provider_aac.core.jwt_claims import read_claims
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.token_state import (
@@ -59,6 +60,19 @@ API_TOKEN_ASSUMED_LIFETIME = 300.0
 WRITE_BACKOFF = Backoff(attempts=4, base=0.5, cap=4.0)
 
 
+def api_server_url(api_conn_id: str, conn: Any) -> str:
+    """The api-server's URL from its connection, refused when plain http:// would carry tokens in clear.
+
+    The PATCH carries the new refresh token and the login carries a password, so the rule
+    of the AAC URLs applies here too; the opt-in is this connection's own
+    ``allow_insecure_http``, as it vouches for the path to this host, not to AAC's.
+    """
+    url = base_url_of(api_conn_id, conn.host, conn.schema, conn.port)
+    allowed = insecure_http_allowed(parse_extra(conn.extra, conn_id=api_conn_id), conn_id=api_conn_id)
+    refuse_cleartext(url, what="Airflow API URL (the host)", conn_id=api_conn_id, allowed=allowed)
+    return url
+
+
 class AirflowApiClient:
     """A small client for the few REST calls the provider needs, with a cached API token."""
 
@@ -73,7 +87,7 @@ class AirflowApiClient:
     ) -> None:
         conn = get_named_connection(api_conn_id, named_by="airflow_api_conn_id", aac_conn_id=aac_conn_id)
         self.api_conn_id = api_conn_id
-        self.base_url = base_url_of(api_conn_id, conn.host, conn.schema, conn.port)
+        self.base_url = api_server_url(api_conn_id, conn)
         extra = parse_extra(conn.extra, conn_id=api_conn_id)
         self._username = conn.login or None
         self._password = conn.password or None

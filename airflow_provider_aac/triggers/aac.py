@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
@@ -92,6 +92,11 @@ class AACRunTrigger(BaseTrigger):
     ``cleanup``, and only once the task instance is no longer DEFERRED, as the Google and
     Amazon providers decide it, so a triggerer restart never cancels a run.
 
+    What the trigger relies on Airflow for is stated at class level, so that a subclass can
+    state another Airflow's behaviour (the tests drive the pre-3.3 path on 3.3 that way):
+    ``triggerer_calls_on_kill``, and ``read_task_state``, how ``cleanup`` learns the task
+    instance's state.
+
     ``first_poll_at`` (epoch time) holds the first poll until the operator's own check is one
     ``poll_interval`` old, so no event fires moments after the deferral, where Airflow's
     scheduler can fail the task; a restarted trigger past that time polls at once.
@@ -101,6 +106,20 @@ class AACRunTrigger(BaseTrigger):
     "job_group_ids"}``; an ``error`` event also says whether a task retry could help
     (``retryable``).
     """
+
+    #: Whether the triggerer calls ``on_kill`` for a user's stop only (Airflow 3.3+); else ``cleanup`` decides.
+    triggerer_calls_on_kill: ClassVar[bool] = TRIGGERER_CALLS_ON_KILL
+
+    @staticmethod
+    async def read_task_state(ti: Any) -> str | None:
+        """The task instance's state as the triggerer's supervisor reports it (Airflow's Task SDK)."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        )
+        state = states.get(ti.run_id, {}).get(ti.task_id)
+        return None if state is None else str(getattr(state, "value", state))
 
     def __init__(
         self,
@@ -216,24 +235,17 @@ class AACRunTrigger(BaseTrigger):
 
     async def cleanup(self) -> None:
         """Before Airflow 3.3: cancel only when the task instance is really being stopped."""
-        if TRIGGERER_CALLS_ON_KILL or not self.cancel_on_kill or self._finished:
+        if (
+            self.triggerer_calls_on_kill
+            or not self.cancel_on_kill
+            or self._finished
+            or not self.task_instance
+        ):
             return
         try:
-            state = await self._task_state()
+            state = await self.read_task_state(self.task_instance)
         except Exception as err:
             self.log.warning("Not canceling the AAC run: could not read the task's state: %s", err)
             return
         if state is not None and str(state) != "deferred":
             await self._cancel(AACHook(self.aac_conn_id), f"task state {state}")
-
-    async def _task_state(self) -> str | None:
-        ti = self.task_instance
-        if ti is None:
-            return None
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
-        )
-        state = states.get(ti.run_id, {}).get(ti.task_id)
-        return None if state is None else str(getattr(state, "value", state))

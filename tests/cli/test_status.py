@@ -170,3 +170,24 @@ def test_a_lock_connection_that_does_not_exist_degrades_instead_of_crashing(
     assert result.returncode == DEGRADED, result.stderr[-3000:]
     assert "Could not look for a held pair: Connection 'aac_cli_no_such_lock'" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_plain_http_airflow_api_elsewhere_degrades_until_it_opts_in(airflow_pg_home: AirflowHome) -> None:
+    conn_id, api = "aac_cli_status_cleartext", "aac_cli_status_cleartext_api"
+    home = airflow_pg_home
+    with AACSimulator() as sim:
+        home.add_connection(
+            api, "http", host="http://airflow-apiserver.invalid:8080", login="u", password="p"
+        )
+        home.add_aac_connection(conn_id, sim, airflow_api_conn_id=api, refresh_expires_at=_in_days(90))
+        refused = aac(home, "status", conn_id)
+        home.delete_connection(api)
+        home.add_connection(
+            api, "http", host="http://airflow-apiserver.invalid:8080", extra={"allow_insecure_http": True}
+        )
+        opted_in = aac(home, "status", conn_id)
+    assert refused.returncode == DEGRADED, refused.stderr[-3000:]
+    assert "no refreshed pair can be written through the Airflow API" in refused.stdout
+    assert f"connection {api!r} (http://airflow-apiserver.invalid:8080) is plain http://" in refused.stdout
+    assert '"allow_insecure_http": true' in refused.stdout
+    assert opted_in.returncode == 0, opted_in.stdout + opted_in.stderr[-3000:]

@@ -22,6 +22,7 @@ import requests
 from airflow_provider_aac.testing.simulator import AACSimulator
 from tests.support.fault_proxy import FaultProxy, FaultProxyError
 from tests.support.fault_proxy_wire import ThreadTracker
+from tests.support.local_http import serving
 
 REFRESH = "grant_type=refresh_token"
 
@@ -59,14 +60,8 @@ class _Echo(BaseHTTPRequestHandler):
 def echo_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ what reached it. Retry waits are recorded instead of taken.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +18,7 @@ import requests
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.hooks.aac import AACHook
 from airflow_provider_aac.testing.simulator import AACSimulator
+from tests.support.local_http import serving
 
 CONN = "aac_session"
 ENV = "AIRFLOW_CONN_AAC_SESSION"
@@ -56,15 +56,8 @@ class _Recording(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def other_host() -> Iterator[Recorder]:
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serving(Recorder()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def define(monkeypatch: pytest.MonkeyPatch, host: str, pair: dict[str, Any]) -> None:
@@ -132,14 +125,10 @@ def test_any_other_url_is_refused_before_the_token_is_sent(
 def test_a_redirect_is_returned_not_followed(
     monkeypatch: pytest.MonkeyPatch, aac_token_pair: dict[str, Any], other_host: Recorder
 ) -> None:
-    with Recorder() as bound:
-        thread = threading.Thread(target=bound.serve_forever, args=(0.02,), daemon=True)
-        thread.start()
+    with serving(Recorder()) as bound:
         bound.redirect_to = other_host.url + "/v4/people/current"
         define(monkeypatch, bound.url, aac_token_pair)
         response = AACHook(CONN).get_conn().get(bound.url + "/v4/people/current")
-        bound.shutdown()
-        thread.join(timeout=5)
     assert response.status_code == 302 and bound.seen == [("/v4/people/current", True)]
     assert other_host.seen == [], "the token followed a redirect to another host"
 

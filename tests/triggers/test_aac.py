@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
+from airflow.executors.workloads import TaskInstanceDTO
+from airflow.sdk.execution_time import task_runner
+from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult
 from airflow.triggers.base import TriggerEvent
+from airflow.utils.state import TaskInstanceState
 
 from airflow_provider_aac.testing.simulator import AACSimulator
-from airflow_provider_aac.triggers import aac as trigger_module
 from airflow_provider_aac.triggers.aac import AACRunTrigger, RunEvent
 from tests.operators.aac_env import aac_conn, route_through, start_run, status_of
 from tests.support.fault_fixtures import FaultProxyFactory
@@ -20,8 +24,10 @@ from tests.support.processes import poll_until
 __all__ = ["aac_conn"]
 
 
-def _trigger(kind: str, run_id: int, *, timeout: float = 30.0, **kwargs: Any) -> AACRunTrigger:
-    return AACRunTrigger(
+def _trigger(
+    kind: str, run_id: int, *, timeout: float = 30.0, cls: type[AACRunTrigger] = AACRunTrigger, **kwargs: Any
+) -> AACRunTrigger:
+    return cls(
         kind=kind,
         run_id=run_id,
         aac_conn_id="aac_default",
@@ -274,6 +280,42 @@ def test_on_kill_after_the_event_does_nothing(aac_conn: AACSimulator) -> None:
     assert aac_conn.stats()["api_calls"] == calls
 
 
+class BeforeAirflow33(AACRunTrigger):
+    """The trigger as Airflow 3.0 to 3.2 run it: their triggerer calls ``cleanup``, never ``on_kill``."""
+
+    triggerer_calls_on_kill = False
+
+
+class Supervisor:
+    """Answers the trigger's state question as the triggerer's supervisor does, with Airflow's own message."""
+
+    def __init__(self, state: str | None) -> None:
+        self.state = state
+        self.asked: list[GetTaskStates] = []
+
+    def send(self, msg: Any) -> TaskStatesResult | None:
+        if not isinstance(msg, GetTaskStates):
+            return None  # e.g. MaskSecret, which the provider sends for each token it holds
+        self.asked.append(msg)
+        states = {} if self.state is None else {TI.run_id: {TI.task_id: TaskInstanceState(self.state)}}
+        return TaskStatesResult(task_states=states)
+
+
+# The task instance the triggerer hands the trigger.
+TI = TaskInstanceDTO(
+    id=uuid.uuid4(),
+    task_id="run_plan",
+    dag_id="aac_cleanup",
+    run_id="manual__1",
+    try_number=1,
+    dag_version_id=uuid.uuid4(),
+    map_index=-1,
+    pool_slots=1,
+    queue="default",
+    priority_weight=1,
+)
+
+
 @pytest.mark.aac_simulator(run_duration=30)
 @pytest.mark.parametrize(
     ("task_state", "cancelled"), [("deferred", False), ("failed", True), ("success", True), (None, False)]
@@ -281,14 +323,11 @@ def test_on_kill_after_the_event_does_nothing(aac_conn: AACSimulator) -> None:
 def test_before_airflow_3_3_cleanup_cancels_only_a_stopped_task(
     aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch, task_state: str | None, cancelled: bool
 ) -> None:
-    monkeypatch.setattr(trigger_module, "TRIGGERER_CALLS_ON_KILL", False)
+    supervisor = Supervisor(task_state)
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", supervisor, raising=False)
     run_id = start_run("job_group", 100)
-    trigger = _trigger("job_group", run_id)
-
-    async def state() -> str | None:
-        return task_state
-
-    monkeypatch.setattr(trigger, "_task_state", state)
+    trigger = _trigger("job_group", run_id, cls=BeforeAirflow33)
+    trigger.task_instance = TI
 
     async def main() -> None:
         await _cancel(await _running_trigger(trigger, aac_conn))
@@ -296,26 +335,31 @@ def test_before_airflow_3_3_cleanup_cancels_only_a_stopped_task(
 
     asyncio.run(main())
     assert (status_of("job_group", run_id) == "Canceled") is cancelled
+    [asked] = supervisor.asked
+    assert (asked.dag_id, asked.task_ids, asked.run_ids, asked.map_index) == (
+        TI.dag_id,
+        [TI.task_id],
+        [TI.run_id],
+        TI.map_index,
+    )
 
 
 @pytest.mark.aac_simulator(run_duration=30)
 def test_before_airflow_3_3_an_unreadable_task_state_keeps_the_run(
     aac_conn: AACSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trigger_module, "TRIGGERER_CALLS_ON_KILL", False)
+    """No supervisor to ask (Airflow's lookup raises): the run is kept, not cancelled on a guess."""
+    monkeypatch.delattr(task_runner, "SUPERVISOR_COMMS", raising=False)
     run_id = start_run("plan", 1)
-    trigger = _trigger("plan", run_id)
-
-    async def broken() -> str | None:
-        raise RuntimeError("no supervisor")
-
-    monkeypatch.setattr(trigger, "_task_state", broken)
+    trigger = _trigger("plan", run_id, cls=BeforeAirflow33)
+    trigger.task_instance = TI
     asyncio.run(trigger.cleanup())
     assert status_of("plan", run_id) != "Canceled"
+    assert aac_conn.stats()["runs_canceled"] == 0
 
 
 def test_airflow_3_3_is_detected() -> None:
-    assert trigger_module.TRIGGERER_CALLS_ON_KILL is True  # the suite pins apache-airflow 3.3.2
+    assert AACRunTrigger.triggerer_calls_on_kill is True  # the suite pins apache-airflow 3.3.2
 
 
 @pytest.mark.aac_simulator(run_duration=0.1)

@@ -153,20 +153,22 @@ class TokenAuthority:
 
     def revoke_family_of(self, refresh_token: str) -> None:
         with self._lock:
-            record = self._refresh_tokens.get(refresh_token)
-            if record is None:
-                raise KeyError("unknown refresh token")
-            self._revoke(record.family)
+            self._revoke(self._family_of(refresh_token))
 
     def disable(self, refresh_token: str) -> None:
         """An admin's Disable or Delete in AAC: no refresh succeeds, issued access tokens live to ``exp``."""
         with self._lock:
-            record = self._refresh_tokens.get(refresh_token)
-            if record is None:
-                raise KeyError("unknown refresh token")
-            if not record.family.disabled:
-                record.family.disabled = True
+            family = self._family_of(refresh_token)
+            if not family.disabled:
+                family.disabled = True
                 self._counters.count("families_disabled")
+
+    def _family_of(self, refresh_token: str) -> Family:
+        """The family a refresh token this simulator issued belongs to; a test's typo is a KeyError."""
+        record = self._refresh_tokens.get(refresh_token)
+        if record is None:
+            raise KeyError("unknown refresh token")
+        return record.family
 
     def family_info(self, token: str) -> dict[str, Any]:
         jti = self._verified_jti(token)
