@@ -31,7 +31,7 @@ test: venv services lint
 # Airflow process; tests using such fixtures are marked `services` in tests/conftest.py).
 # Operators, sensors and triggers are left out: their tests wait for simulated runs.
 FAST_TESTS := tests/core tests/tokens tests/hooks tests/links tests/testing/simulator \
-	tests/cli/test_token_input.py tests/test_runs.py tests/transport tests/test_layers.py \
+	tests/cli/test_token_input.py tests/cli/test_readiness.py tests/test_runs.py tests/transport tests/test_layers.py \
 	tests/test_compat.py tests/test_get_provider_info.py tests/test_lineage.py tests/test_metrics.py
 
 test-fast: venv
