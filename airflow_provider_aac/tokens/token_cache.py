@@ -42,6 +42,8 @@ class CachedTokens:
     """
 
     held: Held | None = None
+    rest_checked: str | None = None
+    """The REST API (its base URL) whose writes this process saw in Airflow's lookup of the connection."""
     flight: threading.Lock = field(default_factory=threading.Lock)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _async_flights: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(default_factory=dict)
@@ -93,7 +95,8 @@ class TokenCache:
             return entry
 
     def clear(self, conn_id: str | None = None) -> None:
-        """Forget what is held (for one connection or all), so the next call reads the connection.
+        """Forget what is held (for one connection or all), so the next call reads the connection
+        and the next refresh checks again that the REST API writes what the lookup shows.
 
         For tests and tools that change a connection behind the provider's back; the
         provider's own writes update the cache themselves.
@@ -103,6 +106,7 @@ class TokenCache:
         for entry in entries:
             if entry is not None:
                 entry.forget()
+                entry.rest_checked = None
 
 
 _PROCESS_CACHE = TokenCache()
