@@ -92,6 +92,8 @@ class AirflowApiClient:
         self._clock = clock
         self._sleep = sleep
         self._http = requests.Session()
+        # Set when the api-server refused these credentials: the next refresh reads the connection again.
+        self.refused = False
         mask(self._password, self._token)
         if not self._token and not (self._username and self._password):
             raise AACConfigError(
@@ -211,6 +213,7 @@ class AirflowApiClient:
                 f"{self.api_conn_id!r} to the api-server's URL."
             ) from None
         if response.status_code in (401, 403):
+            self.refused = True
             raise AACConfigError(
                 f"Airflow's REST API refused the login of connection {self.api_conn_id!r} "
                 f"({response.status_code}). Check its login and password (an Airflow user allowed to "
@@ -237,6 +240,7 @@ class AirflowApiClient:
 
     def _error_for(self, response: requests.Response, action: str) -> AACError:
         if response.status_code in (401, 403):
+            self.refused = True
             return AACConfigError(
                 f"Airflow's REST API refused to {action} ({response.status_code}). The user of connection "
                 f"{self.api_conn_id!r} needs permission to read and edit connections."

@@ -94,7 +94,6 @@ class TokenManager:
         from airflow_provider_aac.transport.token_post import requests_token_transport
 
         self._transport = requests_token_transport()
-        self._api: AirflowApiClient | None = None
 
     def read(self) -> Held:
         """The connection as stored now; what it holds replaces what the cache held."""
@@ -361,14 +360,16 @@ class TokenManager:
         return RestTokenStore(self.conn_id, self._api_client(config), self._cached)
 
     def _api_client(self, config: AACConnectionConfig) -> AirflowApiClient:
+        """The process's client for the connection (one lookup of the API connection, one login), until refused."""
         from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
 
         api_conn_id = self._api_conn_id(config)
-        if self._api is None or self._api.api_conn_id != api_conn_id:
-            self._api = AirflowApiClient(
+        api = self._cached.api
+        if api is None or api.api_conn_id != api_conn_id or api.refused:
+            api = self._cached.api = AirflowApiClient(
                 api_conn_id, aac_conn_id=self.conn_id, clock=self._clock, sleep=self._sleep
             )
-        return self._api
+        return api
 
     def _api_conn_id(self, config: AACConnectionConfig) -> str:
         api_conn_id = config.airflow_api_conn_id
