@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -58,7 +58,6 @@ from airflow_provider_aac.tokens.connection import (
     refuse_unwritable,
 )
 from airflow_provider_aac.tokens.masking import mask
-from airflow_provider_aac.tokens.token_cache import CachedTokens
 
 API_TOKEN_MARGIN = 60.0
 # An api-server token without an exp claim is taken to live this long: short enough to log in again soon.
@@ -255,18 +254,24 @@ class AirflowApiClient:
         )
 
 
+class CheckMemory(Protocol):
+    """Where a process remembers which REST API it saw Airflow's lookup follow (``tokens.token_cache``)."""
+
+    rest_checked: str | None
+
+
 class RestTokenStore:
     """The token state as tasks read it, written back through the REST API.
 
-    ``checked`` is the process's memory of this connection (``tokens.token_cache``):
+    ``checked`` is the process's memory of this connection (its token-cache entry):
     until a lookup has shown a claim this process wrote, each write is checked by a
     lookup after it, and a GET before the read it is built on; after that, neither.
     """
 
-    def __init__(self, conn_id: str, api: AirflowApiClient, checked: CachedTokens | None = None) -> None:
+    def __init__(self, conn_id: str, api: AirflowApiClient, checked: CheckMemory) -> None:
         self.conn_id = conn_id
         self.api = api
-        self._checked = checked if checked is not None else CachedTokens()
+        self._checked = checked
         self._conn_type = "aac"
         self._row: dict[str, Any] | None = None
         self._unused_read: AACConnectionConfig | None = None
