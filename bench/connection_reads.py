@@ -13,10 +13,30 @@ locked ones per refresh, with 1, 8 or 64 threads.
 ``--mode lock`` runs the same callers in lock mode (a PostgreSQL advisory lock, the pair
 written through a real api-server's REST API), and counts every lookup of a connection
 (the ``aac`` one, and the lock and API connections it names) and every REST call by
-method. The goal there: one look per lifetime on the fast path, and per refresh at most
-one read of the ``aac`` connection before the claim and two writes (claim, store). It
-then lists the provider modules whose functions run in one forced lock-mode refresh
-(``sys.setprofile``).
+method; ``before claim`` is the lookups of the ``aac`` connection from the end of one
+refresh to the claim of the next. The goal there: one look per lifetime on the fast path,
+and per refresh at most one read of the ``aac`` connection before the claim, under the
+lock, and two writes (claim, store). The look that finds the token stale comes before the
+lock and is counted with the refresh here (one process, so every lifetime ends in a
+refresh); it stays because every process makes it, refreshing or not, and without it each
+would take the lock once per lifetime to learn that another process had refreshed. The
+refresh then reads once more after the token request, to store over whatever else
+changed; each PATCH is checked by the connection it answers with, not by a read. Counting
+starts after the first call, so a process's first refresh of a connection is not in the
+table: it also GETs the row and looks once after its claim, to prove that tasks read what
+the REST API writes. It then lists the provider modules whose functions run in one forced
+lock-mode refresh (``sys.setprofile``).
+
+Measured here (2 cores shared with other work; counts, not timings), per refresh, at 1, 8
+and 64 threads (``before claim`` before the change: from the order the counting test in
+``tests/tokens/test_airflow_api.py`` saw):
+
+======  =========  ============  ===========  ========  ==========  ==========
+        aac reads  before claim  other conns  REST GET  REST PATCH  REST other
+======  =========  ============  ===========  ========  ==========  ==========
+before  5.00       2             2.25-3.00    1.00      2.00        0.25-1.00
+after   3.00       2.00          1.00         0.00      2.00        0.00
+======  =========  ============  ===========  ========  ==========  ==========
 
 Run: ``.venv/bin/python bench/connection_reads.py [--mode lock]`` (about a minute each).
 """
@@ -46,7 +66,8 @@ from sqlalchemy import event
 from airflow_provider_aac.hooks.aac import AACHook
 
 import requests
-reads = {{"plain": 0, "locked": 0, "other_conns": 0, "rest_get": 0, "rest_patch": 0, "rest_other": 0}}
+reads = {{"plain": 0, "locked": 0, "before_claim": 0, "other_conns": 0, "rest_get": 0, "rest_patch": 0, "rest_other": 0}}
+claimed = [False]
 AAC_CONN = {conn_id!r}
 API_URL = {api_url!r}
 
@@ -57,6 +78,7 @@ def count(conn, cursor, statement, parameters, *args):
             reads["other_conns"] += 1
         else:
             reads["locked" if "FOR UPDATE" in statement else "plain"] += 1
+            reads["before_claim"] += 0 if claimed[0] else 1
 
 send = requests.Session.send
 
@@ -64,6 +86,8 @@ def counted_send(self, request, **kwargs):
     if API_URL and request.url.startswith(API_URL):
         key = {{"GET": "rest_get", "PATCH": "rest_patch"}}.get(request.method, "rest_other")
         reads[key] += 1
+        if request.method == "PATCH":
+            claimed[0] = not claimed[0]  # the claim, then the store: one refresh at a time per process
     return send(self, request, **kwargs)
 
 requests.Session.send = counted_send
@@ -168,7 +192,7 @@ def report_lock_mode(home: AirflowHome, args: argparse.Namespace, api_url: str) 
         f"< {MIN_TTL:.0f} s left); per refresh:"
     )
     print(
-        f"{'threads':>7} {'calls':>8} {'refreshes':>9} {'aac reads':>9} {'other conns':>11} "
+        f"{'threads':>7} {'calls':>8} {'refreshes':>9} {'aac reads':>9} {'before claim':>12} {'other conns':>11} "
         f"{'REST GET':>8} {'REST PATCH':>10} {'REST other':>10} {'reuses':>6}"
     )
     modules: list[str] = []
@@ -178,7 +202,8 @@ def report_lock_mode(home: AirflowHome, args: argparse.Namespace, api_url: str) 
         per = max(row["refreshes"], 1)
         print(
             f"{threads:>7} {row['calls']:>8.0f} {row['refreshes']:>9.0f} "
-            f"{(row['plain'] + row['locked']) / per:>9.2f} {row['other_conns'] / per:>11.2f} "
+            f"{(row['plain'] + row['locked']) / per:>9.2f} {row['before_claim'] / per:>12.2f} "
+            f"{row['other_conns'] / per:>11.2f} "
             f"{row['rest_get'] / per:>8.2f} {row['rest_patch'] / per:>10.2f} {row['rest_other'] / per:>10.2f} "
             f"{row['reuses']:>6.0f}"
         )

@@ -4,11 +4,17 @@ Airflow 3 serves connections to tasks read-only, so a worker that spends the ref
 token writes the new pair with ``PATCH /api/v2/connections/{id}``, using the credentials
 of a second connection (``airflow_api_conn_id``). The REST API has no compare-and-swap,
 so this store is only used inside an exclusive section (a lock that every refresher of
-the connection takes, or the single writer), checks what it last read before it writes,
-and re-reads what tasks will see after. A new pair pasted between the claim's read and
-the shadow check's GET is seen by that check; what remains is a person's edit of other
-keys in that span, or any edit between the GET and the PATCH: a window of two round
-trips to the api-server, for the claim only (the store re-reads right before its PATCH).
+the connection takes, or the single writer), and builds each write on a lookup made right
+before it: the claim on the read that decided it, the new pair on a read after the token
+request. What remains is a person's edit in the one round trip of the PATCH itself. The
+PATCH answers with the connection as written, which is the check that the write landed.
+
+Whether Airflow's lookup shows what the REST API writes (a connection in a secrets
+backend or an environment variable shadows the row) is asked until a process has seen
+it once for the connection: a GET of the row before the lookup (so that it never sits
+between a read and the write built on it) must match it, and a lookup right after the
+claim must show the claim, tokens included, before anything is spent. Later refreshes
+skip both; a lookup that does not show the process's own last write makes it ask again.
 
 An api-server that does not answer (a restart in a deploy, a 502 from its proxy) is
 reported as ``AACStoreUnavailableError``, which the refresh retries for minutes.
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -99,6 +105,8 @@ class AirflowApiClient:
         self._clock = clock
         self._sleep = sleep
         self._http = requests.Session()
+        # Set when the api-server refused these credentials: the next refresh reads the connection again.
+        self.refused = False
         mask(self._password, self._token)
         if not self._token and not (self._username and self._password):
             raise AACConfigError(
@@ -116,8 +124,11 @@ class AirflowApiClient:
         body: dict[str, Any] = response.json()
         return body
 
-    def patch_connection_extra(self, conn_id: str, conn_type: str, extra: dict[str, Any]) -> None:
-        """PATCH is idempotent here (the whole extra), so transient failures are retried."""
+    def patch_connection_extra(self, conn_id: str, conn_type: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """Write the whole extra; the connection as written comes back (secrets masked).
+
+        PATCH is idempotent here (the whole extra), so transient failures are retried.
+        """
         body = {"connection_id": conn_id, "conn_type": conn_type, "extra": json.dumps(extra)}
         response = self._with_retries(
             lambda: self._send(
@@ -125,6 +136,16 @@ class AirflowApiClient:
             )
         )
         self._raise_for(response, f"update connection {conn_id!r}")
+        try:
+            written = response.json()
+        except ValueError:
+            written = None
+        if not isinstance(written, dict):
+            raise AACStoreError(
+                f"Airflow's REST API at {self.base_url} answered the update of connection {conn_id!r} "
+                "without the connection as written."
+            )
+        return written
 
     def _with_retries(self, send: Callable[[], requests.Response]) -> requests.Response:
         """A few quick retries of an idempotent call; the caller retries an outage for longer."""
@@ -205,6 +226,7 @@ class AirflowApiClient:
                 f"{self.api_conn_id!r} to the api-server's URL."
             ) from None
         if response.status_code in (401, 403):
+            self.refused = True
             raise AACConfigError(
                 f"Airflow's REST API refused the login of connection {self.api_conn_id!r} "
                 f"({response.status_code}). Check its login and password (an Airflow user allowed to "
@@ -231,6 +253,7 @@ class AirflowApiClient:
 
     def _error_for(self, response: requests.Response, action: str) -> AACError:
         if response.status_code in (401, 403):
+            self.refused = True
             return AACConfigError(
                 f"Airflow's REST API refused to {action} ({response.status_code}). The user of connection "
                 f"{self.api_conn_id!r} needs permission to read and edit connections."
@@ -245,33 +268,63 @@ class AirflowApiClient:
         )
 
 
-class RestTokenStore:
-    """The token state as tasks read it, written back through the REST API."""
+class CheckMemory(Protocol):
+    """Where a process remembers which REST API it saw Airflow's lookup follow (``tokens.token_cache``)."""
 
-    def __init__(self, conn_id: str, api: AirflowApiClient) -> None:
+    rest_checked: str | None
+
+
+class RestTokenStore:
+    """The token state as tasks read it, written back through the REST API.
+
+    ``checked`` is the process's memory of this connection (its token-cache entry):
+    until a lookup has shown a claim this process wrote, each write is checked by a
+    lookup after it, and a GET before the read it is built on; after that, neither.
+    """
+
+    def __init__(self, conn_id: str, api: AirflowApiClient, checked: CheckMemory) -> None:
         self.conn_id = conn_id
         self.api = api
+        self._checked = checked
         self._conn_type = "aac"
-        self._just_read: AACConnectionConfig | None = None
+        self._row: dict[str, Any] | None = None
+        self._unused_read: AACConnectionConfig | None = None
+        self._written: dict[str, Any] | None = None
 
     def read(self) -> tuple[TokenState, dict[str, Any]]:
+        """A lookup, as tasks see it; while the connection is unchecked, a GET of the row first.
+
+        A lookup that does not show this store's last write (a person's edit, or a
+        secrets backend that shadows the row since) makes the process check again.
+        """
+        if not self._was_checked:
+            self._row = self._stored_extra()
         config = read_config(self.conn_id)
-        self._just_read = config
+        if self._written is not None and not _same_pair(config.extra, self._written, compare_tokens=True):
+            self._checked.rest_checked = None
+        self._unused_read = config
         return config.token_state(), config.extra
 
-    def check_writable(self) -> None:
-        """Refuse a connection whose REST-written row is not what tasks read.
+    @property
+    def _was_checked(self) -> bool:
+        return self._checked.rest_checked == self.api.base_url
 
-        Compared with the store's last read; on a difference, read again: if that now
-        matches, the connection was edited since, and the next write re-reads and refuses
-        it over its version like any other edit.
+    def check_writable(self) -> None:
+        """Refuse, before the claim, a connection whose REST-written row is not what tasks read.
+
+        While unchecked, the row as the GET before the last lookup saw it must hold the
+        lookup's generation and access token; on a difference the row is read again,
+        once: if that now matches, the connection was edited between the two reads. The
+        claim's own check (``update``) then proves it before anything is spent.
         """
         refuse_unwritable(self.conn_id)
-        stored = self._stored_extra()
-        if self._just_read is not None and _same_chain_point(stored, self._just_read.extra):
+        if self._was_checked:
             return
-        self._just_read = None
-        if not _same_chain_point(stored, read_config(self.conn_id).extra):
+        looked_up = (
+            self._unused_read.extra if self._unused_read is not None else read_config(self.conn_id).extra
+        )
+        row = self._row if self._row is not None else self._stored_extra()
+        if not _same_chain_point(row, looked_up) and not _same_chain_point(self._stored_extra(), looked_up):
             raise AACConfigError(
                 f"Connection {self.conn_id!r} is shadowed: tasks read it from a secrets backend or an "
                 "environment variable, not from the metadata DB that the REST API writes, so a refreshed "
@@ -279,19 +332,33 @@ class RestTokenStore:
             )
 
     def update(self, expected: Version, change: Change) -> dict[str, Any]:
-        """Check what tasks read, then PATCH the whole extra built from it, then check it landed.
+        """PATCH the whole extra, built on the lookup made right before it; the answer shows it landed.
 
-        What tasks read is the store's own last read if no write has used it yet (the
-        claim right after settling, the store right after its re-read): the section is
-        exclusive, so reading again would only cost a lookup. The first write uses it up,
-        so a later write (a release after a failed request) reads again, and the refresh
-        steps read again before they store what a request brought back.
+        A read is used by one write only: the claim uses the read that decided it, the
+        store the read it makes after the token request, and any other write (a release
+        after a failed request) reads again. While the connection is unchecked, a lookup
+        after the write must show it (tokens included), or the connection is shadowed.
         """
-        stored, self._just_read = self._just_read or read_config(self.conn_id), None
+        stored, self._unused_read = self._unused_read or read_config(self.conn_id), None
         state = stored.token_state()
         check_version(state, expected, conn_id=self.conn_id)
         extra = change(state, stored.extra)
-        self.api.patch_connection_extra(self.conn_id, self._conn_type, extra)
+        written = self.api.patch_connection_extra(self.conn_id, self._conn_type, extra)
+        self._conn_type = str(written.get("conn_type") or self._conn_type)
+        if not _same_pair(
+            parse_extra(written.get("extra"), conn_id=self.conn_id), extra, compare_tokens=False
+        ):
+            raise AACStoreError(
+                f"Airflow's REST API answered the update of connection {self.conn_id!r} with another "
+                "generation or refresh marker than the one written."
+            )
+        self._written = extra
+        if not self._was_checked:
+            self._check_lookup_shows(extra)
+        return extra
+
+    def _check_lookup_shows(self, extra: dict[str, Any]) -> None:
+        """The one lookup after a write that proves tasks read what the REST API writes."""
         if not _same_pair(read_config(self.conn_id).extra, extra, compare_tokens=True):
             if not _same_pair(self._stored_extra(), extra, compare_tokens=False):
                 raise AACStoreConflictError(
@@ -302,7 +369,7 @@ class RestTokenStore:
                 f"Connection {self.conn_id!r} was written through the REST API, but tasks still read the "
                 "old value: it is shadowed by a secrets backend or an environment variable."
             )
-        return extra
+        self._checked.rest_checked = self.api.base_url
 
     def _stored_extra(self) -> dict[str, Any]:
         stored = self.api.connection(self.conn_id)

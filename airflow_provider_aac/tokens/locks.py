@@ -47,13 +47,13 @@ def lock_name(aac_conn_id: str) -> str:
 
 
 @contextmanager
-def refresh_lock(lock_conn_id: str, aac_conn_id: str, *, wait: float) -> Iterator[Guard]:
-    """The lock that guards refreshes of ``aac_conn_id``, by the lock connection's type; its wait measured.
+def refresh_lock(conn: Any, aac_conn_id: str, *, wait: float) -> Iterator[Guard]:
+    """The lock that guards refreshes of ``aac_conn_id``, by the type of ``conn`` (from ``lock_connection``, which
+    the caller looks up once per refresh for the lock and the rescue places); its wait measured.
 
     It yields the refresh's guard: raises ``AACLockUnavailableError`` unless the lock is
     certainly still ours, asked right before the token is sent and before each write.
     """
-    conn = lock_connection(lock_conn_id, aac_conn_id)
     backend = lock_backend(conn) or "redis"
     lock: AbstractContextManager[_PostgresHeld | _RedisHeld] = (
         postgres_advisory_lock(conn, lock_name(aac_conn_id), wait=wait)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aac import metrics
 from airflow_provider_aac.core.refresh import Refresher, process_identity
@@ -27,7 +27,7 @@ from airflow_provider_aac.tokens.connection import (
     read_config,
     refuse_unwritable,
 )
-from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, refresh_lock
+from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, lock_connection, refresh_lock
 from airflow_provider_aac.tokens.masking import mask_tokens
 from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
 from airflow_provider_aac.tokens.publication import PublicationWait
@@ -94,7 +94,6 @@ class TokenManager:
         from airflow_provider_aac.transport.token_post import requests_token_transport
 
         self._transport = requests_token_transport()
-        self._api: AirflowApiClient | None = None
 
     def read(self) -> Reading:
         """The connection as stored now; what it holds replaces what the cache held."""
@@ -233,8 +232,13 @@ class TokenManager:
         """Whether tasks, on workers where Airflow 3 blocks the ORM, leave the spending to the refresh DAG."""
         return plan_refresh(config, orm=False, as_writer=False).spender is Spender.REFRESH_DAG
 
-    def refresher(self, config: AACConnectionConfig, mode: RefreshMode | None = None) -> Refresher:
-        """The refresh engine for ``config``; ``mode`` is recorded with the pairs it keeps."""
+    def refresher(
+        self, config: AACConnectionConfig, mode: RefreshMode | None = None, *, lock_conn: Any = None
+    ) -> Refresher:
+        """The refresh engine for ``config``; ``mode`` is recorded with the pairs it keeps.
+
+        ``lock_conn``: the lock connection, when the caller has looked it up already.
+        """
         lease = config.seconds("refresh_lease")
         patience = config.seconds("store_patience")
         refresher = Refresher(
@@ -243,7 +247,7 @@ class TokenManager:
             clock=self._clock,
             sleep=self._sleep,
             mode=None if mode is None else mode.value,
-            rescue=self._rescue if self._rescue is not None else rescue_for(config),
+            rescue=self._rescue if self._rescue is not None else rescue_for(config, lock_conn=lock_conn),
             observer=metrics.RefreshMetrics(self.conn_id),
         )
         if lease is not None:
@@ -291,7 +295,8 @@ class TokenManager:
         stale_generation: int | None,
     ) -> TokenState:
         refuse_unwritable(self.conn_id)
-        refresher = self.refresher(config, plan.mode)
+        lock_conn = self._lock_connection(config)
+        refresher = self.refresher(config, plan.mode, lock_conn=lock_conn)
         if state.chain_is_dead:
             raise refresher.dead_chain_error(state)
         log.info("AAC connection %r: token refresh needed; using %s mode.", self.conn_id, plan.mode.value)
@@ -311,6 +316,7 @@ class TokenManager:
                 lambda guard: refresher.with_lease(
                     section, min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
                 ),
+                lock_conn=lock_conn,
             )
         mask_tokens(self.conn_id, state.access_token, state.refresh_token)
         self._cached.keep(config, state)
@@ -319,9 +325,12 @@ class TokenManager:
     def restore(self) -> TokenState | None:
         """Store a pair an earlier refresh held back; None when nothing is held for the stored token."""
         config, _ = self.read()
-        refresher = self.refresher(config)
+        lock_conn = self._lock_connection(config)
+        refresher = self.refresher(config, lock_conn=lock_conn)
         section = self._section(Store.METADATA_DB if orm_available() else Store.REST, config)
-        restored = self._locked(config, refresher, lambda guard: refresher.complete_held(section))
+        restored = self._locked(
+            config, refresher, lambda guard: refresher.complete_held(section), lock_conn=lock_conn
+        )
         self._cached.forget()
         return restored
 
@@ -331,28 +340,36 @@ class TokenManager:
             return lambda: metadata_db_section(self.conn_id)
         return within(self._rest_store(config))
 
-    def _locked(self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T]) -> T:
+    def _locked(
+        self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T], *, lock_conn: Any
+    ) -> T:
         """Every refresher of a connection that names a lock takes it, in every mode."""
-        if not config.lock_conn_id:
+        if lock_conn is None:
             return run(no_guard)
         wait = refresher.max_wait + LOCK_RELEASE_BOUND
-        with refresh_lock(config.lock_conn_id, self.conn_id, wait=wait) as guard:
+        with refresh_lock(lock_conn, self.conn_id, wait=wait) as guard:
             return run(guard)
+
+    def _lock_connection(self, config: AACConnectionConfig) -> Any:
+        """The lock connection the connection names, looked up once per refresh for the lock and the rescue."""
+        return lock_connection(config.lock_conn_id, self.conn_id) if config.lock_conn_id else None
 
     def _rest_store(self, config: AACConnectionConfig) -> RestTokenStore:
         from airflow_provider_aac.tokens.airflow_api import RestTokenStore
 
-        return RestTokenStore(self.conn_id, self._api_client(config))
+        return RestTokenStore(self.conn_id, self._api_client(config), self._cached)
 
     def _api_client(self, config: AACConnectionConfig) -> AirflowApiClient:
+        """The process's client for the connection (one lookup of the API connection, one login), until refused."""
         from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
 
         api_conn_id = self._api_conn_id(config)
-        if self._api is None or self._api.api_conn_id != api_conn_id:
-            self._api = AirflowApiClient(
+        api = self._cached.api
+        if api is None or api.api_conn_id != api_conn_id or api.refused:
+            api = self._cached.api = AirflowApiClient(
                 api_conn_id, aac_conn_id=self.conn_id, clock=self._clock, sleep=self._sleep
             )
-        return self._api
+        return api
 
     def _api_conn_id(self, config: AACConnectionConfig) -> str:
         api_conn_id = config.airflow_api_conn_id
@@ -360,7 +377,8 @@ class TokenManager:
             raise AACConfigError(
                 f"Connection {self.conn_id!r} must be refreshed from a worker, which writes the new pair "
                 "through Airflow's REST API, but it has no 'airflow_api_conn_id'. Create an http "
-                "connection to the api-server (host http://<api-server>:8080, login and password of a "
+                "connection to the api-server (host https://<api-server>, or plain http:// with "
+                '"allow_insecure_http": true in its extra on a trusted network; login and password of a '
                 "user allowed to edit connections) and name it in the extra."
             )
         return api_conn_id

@@ -181,12 +181,15 @@ def _decode(cipher: Cipher, raw: bytes, where: str) -> HeldPair | None:
         return None
 
 
-def rescue_for(config: AACConnectionConfig) -> Rescue:
-    """Every place this deployment offers for the connection's held pairs, durable ones first."""
+def rescue_for(config: AACConnectionConfig, *, lock_conn: Any = None) -> Rescue:
+    """Every place this deployment offers for the connection's held pairs, durable ones first.
+
+    ``lock_conn``: the lock connection, when the caller has looked it up already.
+    """
     cipher = airflow_fernet()
     places: list[RescuePlace] = []
     if config.lock_conn_id and cipher is not None:
-        conn = lock_connection(config.lock_conn_id, config.conn_id)
+        conn = lock_conn if lock_conn is not None else lock_connection(config.lock_conn_id, config.conn_id)
         places.append(
             PostgresPlace(conn, cipher) if lock_backend(conn) == "postgres" else RedisPlace(conn, cipher)
         )

@@ -19,10 +19,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
+
+if TYPE_CHECKING:
+    from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
 
 T = TypeVar("T")
 # The connection as read: its configuration and the token state it held.
@@ -43,6 +46,10 @@ class CachedTokens:
     """
 
     last: Reading | None = None
+    rest_checked: str | None = None
+    """The REST API (its base URL) whose writes this process saw in Airflow's lookup of the connection."""
+    api: AirflowApiClient | None = None
+    """The REST API client this process writes the connection with: one login per process, not per hook."""
     flight: threading.Lock = field(default_factory=threading.Lock)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _async_flights: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(default_factory=dict)
@@ -94,7 +101,9 @@ class TokenCache:
             return entry
 
     def clear(self, conn_id: str | None = None) -> None:
-        """Forget what is held (for one connection or all), so the next call reads the connection.
+        """Forget what is held (for one connection or all), so the next call reads the connection
+        and the next refresh looks up the API connection again and checks that the REST API
+        writes what the lookup shows.
 
         For tests and tools that change a connection behind the provider's back; the
         provider's own writes update the cache themselves.
@@ -104,6 +113,7 @@ class TokenCache:
         for entry in entries:
             if entry is not None:
                 entry.forget()
+                entry.rest_checked = entry.api = None
 
 
 _PROCESS_CACHE = TokenCache()
