@@ -36,7 +36,8 @@ from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.tokens.token_cache import Reading, TokenCache, process_token_cache, run_token_work
 
 if TYPE_CHECKING:
-    from airflow_provider_aac.tokens.airflow_api import AirflowApiClient, RestTokenStore
+    from airflow_provider_aac.tokens.airflow_api import AirflowApiClient
+    from airflow_provider_aac.tokens.rest_store import RestTokenStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -355,7 +356,7 @@ class TokenManager:
         return lock_connection(config.lock_conn_id, self.conn_id) if config.lock_conn_id else None
 
     def _rest_store(self, config: AACConnectionConfig) -> RestTokenStore:
-        from airflow_provider_aac.tokens.airflow_api import RestTokenStore
+        from airflow_provider_aac.tokens.rest_store import RestTokenStore
 
         return RestTokenStore(self.conn_id, self._api_client(config), self._cached)
 

@@ -58,7 +58,7 @@ from airflow_provider_aac.core.refresh import Refresher
 from airflow_provider_aac.core.rescue import MemoryPlace, Rescue
 from airflow_provider_aac.core.token_store import within
 from airflow_provider_aac.errors import AACError
-from airflow_provider_aac.tokens.airflow_api import RestTokenStore
+from airflow_provider_aac.tokens.rest_store import RestTokenStore
 from airflow_provider_aac.tokens.token_cache import CachedTokens
 from airflow_provider_aac.transport.token_post import requests_token_transport
 
