@@ -103,20 +103,25 @@ def storm(
             )
             for index in range(processes)
         ]
-        poll_until(
-            lambda: len(list(workdir.glob("ready.*"))) == processes or None,
-            timeout=ACCESS_TTL - MIN_TTL - 10,
-            what="the storm's processes to hold the token",
-        )
-        refreshes_before = sim.stats()["refreshes"]
-        go.touch()
-        results = []
-        for caller in callers:
-            out, err = caller.communicate(timeout=ACCESS_TTL + 120)
-            if caller.returncode != 0:
-                raise RuntimeError(f"a storm process failed:\n{err[-3000:]}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        stats = sim.stats()
+        try:
+            poll_until(
+                lambda: len(list(workdir.glob("ready.*"))) == processes or None,
+                timeout=ACCESS_TTL - MIN_TTL - 10,
+                what="the storm's processes to hold the token",
+            )
+            refreshes_before = sim.stats()["refreshes"]
+            go.touch()
+            results = []
+            for caller in callers:
+                out, err = caller.communicate(timeout=ACCESS_TTL + 120)
+                if caller.returncode != 0:
+                    raise RuntimeError(f"a storm process failed:\n{err[-3000:]}")
+                results.append(json.loads(out.strip().splitlines()[-1]))
+            stats = sim.stats()
+        finally:
+            for caller in callers:  # a failed run leaves no process waiting for its start
+                if caller.poll() is None:
+                    caller.kill()
     waits = sorted(w for r in results for w in r["waits"])
     return {
         "callers": len(waits),
