@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
-import sys
 import threading
 from collections import deque
 from typing import Any
@@ -34,37 +33,9 @@ def mask(*values: str | None) -> None:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow without the task SDK
         return
-    secrets = [value for value in values if value]
-    if len(secrets) > 1:
-        _learn_together(secrets)
-    for value in secrets:
-        mask_secret(value)
-
-
-def _learn_together(secrets: list[str]) -> None:
-    """Give the masker several new secrets for one recompilation of its expression, not one each.
-
-    Each recompilation parses every secret the masker knows (about 10 ms with a few
-    connections' tokens on a 2-core machine), and when an access token expires every
-    process masks the new pair at the same moment, while its callers wait. ``mask_secret``
-    still runs for each secret afterwards (it also tells a task's supervisor) and finds
-    nothing left to compile; a masker of another shape is left to it alone.
-    """
-    with contextlib.suppress(Exception):
-        masker: Any = importlib.import_module("airflow.sdk._shared.secrets_masker")._secrets_masker()
-        skip = getattr(sys.modules[type(masker).__module__], "SECRETS_TO_SKIP_MASKING", None)
-        shortest = masker.min_length_to_mask
-        with _lock:
-            new = {
-                re.escape(form)
-                for secret in secrets
-                for form in masker._adaptations(secret)
-                if form and len(form) >= shortest and skip is not None and form.lower() not in skip
-            } - masker.patterns
-            if new:
-                replacer = re.compile("|".join(masker.patterns | new))
-                masker.patterns |= new
-                masker.replacer = replacer
+    for value in values:
+        if value:
+            mask_secret(value)
 
 
 def mask_tokens(conn_id: str, *tokens: str | None) -> None:
