@@ -61,7 +61,16 @@ from airflow_provider_aac.core.token_state import (
     TokenState,
     Version,
 )
-from airflow_provider_aac.core.token_store import Extra, Guard, Section, TokenStore, no_guard
+from airflow_provider_aac.core.token_store import (
+    ChangeFeed,
+    Changes,
+    Extra,
+    Guard,
+    Section,
+    TokenStore,
+    no_guard,
+    sleeping,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +86,13 @@ LEASE_SKEW_SHARE = 1 / 6
 TAKEOVER_GRACE = 3 * STORE_RETRY_PAST_LEASE
 
 
-# A waiter looks again this often for the first second after it finds a claim, then
-# every ``Refresher.poll_interval``: a fixed 0.2 s would add up to 0.2 s to every wait
-# behind a 0.1 s refresh, while a long wait (a slow endpoint, a store outage) stays at a
-# few reads a second. Only a claim in the metadata DB is polled; lock holders are queued for.
+# A waiter whose store sends no news of its writes (``core.token_store.Changes``) looks
+# again this often for the first second after it finds a claim, then every
+# ``Refresher.poll_interval``: a fixed 0.2 s would add up to 0.2 s to every wait behind a
+# 0.1 s refresh, while a long wait (a slow endpoint, a store outage) stays at a few reads
+# a second. A store that sends news (PostgreSQL's NOTIFY) wakes its waiters at the write,
+# so they look only at the news or every ``poll_interval``. Only a claim in the metadata DB
+# is waited for this way; lock holders are queued for.
 QUICK_LOOK = 0.02
 QUICK_LOOKS_FOR = 1.0
 
@@ -165,11 +177,13 @@ class Refresher:
         stale_generation: int | None = None,
         wait: float | None = None,
         guard: Guard = no_guard,
+        changes: ChangeFeed | None = None,
     ) -> TokenState:
         """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
 
         Claim in one section, request with none open, store in another; a live claim by
-        another process is waited for, never presented over.
+        another process is waited for, never presented over, woken by ``changes`` (news
+        of the store's writes) where the store sends any, else by polling.
         """
         deadline = self.clock() + (self.max_wait if wait is None else wait)
         while True:
@@ -181,7 +195,7 @@ class Refresher:
                 claim = None if holder is not None else self._prepare_and_claim(store, state, extra, guard)
             if claim is None:
                 assert holder is not None
-                self._wait_for_other(transaction, holder, state, deadline)
+                self._wait_for_other(transaction, changes or sleeping(self.sleep), holder, state, deadline)
                 continue
             kept = self._spend_and_keep(transaction, claim, guard)
             if kept is not None:
@@ -316,8 +330,10 @@ class Refresher:
 
     # -- waiting for another holder
 
-    def _wait_for_other(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> None:
-        """Poll, with a deadline, until the holder stores a new pair or its claim can be taken over.
+    def _wait_for_other(
+        self, section: Section, changes: ChangeFeed, holder: InFlight, seen: TokenState, deadline: float
+    ) -> None:
+        """Wait, with a deadline, until the holder stores a new pair or its claim can be taken over.
 
         A marker that vanishes while the pair is unchanged was dropped by an edit of the
         connection; its holder may still be sending, so its lease is honoured all the same.
@@ -326,21 +342,31 @@ class Refresher:
         started = self.clock()
         outcome = "timeout"
         try:
-            outcome = self._poll_holder(section, holder, seen, deadline)
+            with changes() as news:
+                outcome = self._watch_holder(section, news, holder, seen, deadline)
         finally:
             self.observer.waited_for_holder(outcome, self.clock() - started)
 
-    def _poll_holder(self, section: Section, holder: InFlight, seen: TokenState, deadline: float) -> str:
-        """Look often at first, then less: most holders store within a round trip or two of their claim."""
+    def _watch_holder(
+        self, section: Section, news: Changes, holder: InFlight, seen: TokenState, deadline: float
+    ) -> str:
+        """Look at news of a write, else often at first, then less: most holders store within a round trip or two.
+
+        With news, the first look comes at once: a pair stored between the read that found
+        the claim and the start of listening sent its news before anyone listened.
+        """
         quick_until = self.clock() + QUICK_LOOKS_FOR
+        look_now = news.signalled
         while True:
-            now = self.clock()
-            if now >= deadline:
-                raise AACTransientError(
-                    f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}; try again."
-                )
-            pause = QUICK_LOOK if now < quick_until else self.poll_interval
-            self.sleep(min(pause, self.poll_interval, max(0.0, deadline - now)))
+            if not look_now:
+                now = self.clock()
+                if now >= deadline:
+                    raise AACTransientError(
+                        f"Timed out waiting for {holder.describe()} on connection {self.conn_id!r}; try again."
+                    )
+                pause = self.poll_interval if news.signalled or now >= quick_until else QUICK_LOOK
+                news.wait(min(pause, self.poll_interval, max(0.0, deadline - now)))
+            look_now = False
             with section() as store:
                 current, _ = store.read()
             if (

@@ -1,14 +1,17 @@
-"""What the refresh steps need of a store: the protocol, and the sections that hold one.
+"""What the refresh steps need of a store: the protocol, the sections that hold one, and news of its writes.
 
 A store is only ever used inside a section: an exclusive context (a lock, a row lock in
 a transaction, or the single-writer guarantee) that yields it. A section that can be lost
-while it is held (a lock whose holder may be cut off) comes with a guard.
+while it is held (a lock whose holder may be cut off) comes with a guard. A caller
+waiting for another process's refresh holds no section; it watches for news of a write
+instead (``Changes``), which by default is a plain sleep until its next look.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from airflow_provider_aac.core.token_state import TokenState, Version
@@ -50,3 +53,43 @@ def within(store: TokenStore) -> Section:
         yield store
 
     return held
+
+
+class Changes(Protocol):
+    """News that a store may have been written, for a caller that waits outside any section.
+
+    Opened before the re-read it guards, so that a write landing between that read and
+    the wait is still heard. Every wait is bounded by its timeout: news only ever ends
+    a wait early, and a feed that fails falls back to sleeping out the timeout.
+    """
+
+    @property
+    def signalled(self) -> bool:
+        """Whether a write ends ``wait`` early; False while it only sleeps (then looking often pays)."""
+
+    def wait(self, timeout: float) -> None:
+        """Return at news of a write or after ``timeout`` seconds, whichever comes first."""
+
+
+ChangeFeed = Callable[[], AbstractContextManager[Changes]]
+
+
+@dataclass
+class Sleeping:
+    """Changes that bring no news: a wait is a sleep (SQLite, MySQL, the REST store, and any failed feed)."""
+
+    sleep: Callable[[float], None]
+    signalled: bool = False
+
+    def wait(self, timeout: float) -> None:
+        self.sleep(timeout)
+
+
+def sleeping(sleep: Callable[[float], None]) -> ChangeFeed:
+    """The feed of a store that announces nothing: the waiter polls."""
+
+    @contextmanager
+    def feed() -> Iterator[Changes]:
+        yield Sleeping(sleep)
+
+    return feed

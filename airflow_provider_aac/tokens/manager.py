@@ -19,7 +19,7 @@ from airflow_provider_aac import metrics
 from airflow_provider_aac.core.refresh import Refresher, process_identity
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
-from airflow_provider_aac.core.token_store import Guard, Section, no_guard, within
+from airflow_provider_aac.core.token_store import ChangeFeed, Guard, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
@@ -33,6 +33,7 @@ from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_ava
 from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.refresh_plan import RefreshPlan, Spender, Store, checked_plan, plan_refresh
 from airflow_provider_aac.tokens.rescue_places import rescue_for
+from airflow_provider_aac.tokens.row_changes import row_changes
 from airflow_provider_aac.tokens.token_cache import Reading, TokenCache, process_token_cache, run_token_work
 
 if TYPE_CHECKING:
@@ -311,11 +312,12 @@ class TokenManager:
             ).wait(config, min_ttl, stale_generation, budget=self._publish_wait)
         else:
             section = self._section(plan.store, config)
+            changes = self._changes(plan.store)
             state = self._locked(
                 config,
                 refresher,
                 lambda guard: refresher.with_lease(
-                    section, min_ttl=min_ttl, stale_generation=stale_generation, guard=guard
+                    section, min_ttl=min_ttl, stale_generation=stale_generation, guard=guard, changes=changes
                 ),
                 lock_conn=lock_conn,
             )
@@ -340,6 +342,12 @@ class TokenManager:
         if store is Store.METADATA_DB:
             return lambda: metadata_db_section(self.conn_id)
         return within(self._rest_store(config))
+
+    def _changes(self, store: Store) -> ChangeFeed | None:
+        """News of the store's writes for a waiter: the row's NOTIFY; the REST store sends none (it polls)."""
+        if store is Store.METADATA_DB:
+            return lambda: row_changes(self.conn_id, self._sleep)
+        return None
 
     def _locked(
         self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T], *, lock_conn: Any

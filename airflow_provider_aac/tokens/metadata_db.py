@@ -4,7 +4,8 @@ Only for processes with ORM access (api-server, scheduler-side code, the in-proc
 modes, scripts that declare themselves server processes). Each section is one short
 transaction that locks the connection row: ``SELECT ... FOR UPDATE`` on PostgreSQL and
 MySQL; on SQLite, which has no row locks, a no-op UPDATE first takes the database's
-write lock so two writers cannot both read the old state.
+write lock so two writers cannot both read the old state. Every write also announces
+itself to the processes waiting for it (``tokens.row_changes``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from airflow_provider_aac.core.token_state import TokenState, Version, check_ver
 from airflow_provider_aac.core.token_store import Change, TokenStore
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
+from airflow_provider_aac.tokens.row_changes import announce_write
 from airflow_provider_aac.tokens.store_health import (
     orm_available as orm_available,
 )  # re-exported: tokens.manager imports it from here
@@ -29,8 +31,9 @@ BUSY_RETRY_SECONDS = 30.0
 class MetadataDbTokenStore:
     """The locked connection row, inside one transaction."""
 
-    def __init__(self, conn_id: str, row: Any) -> None:
+    def __init__(self, conn_id: str, session: Any, row: Any) -> None:
         self.conn_id = conn_id
+        self.session = session
         self.row = row
 
     def read(self) -> tuple[TokenState, dict[str, Any]]:
@@ -42,6 +45,7 @@ class MetadataDbTokenStore:
         check_version(stored, expected, conn_id=self.conn_id)
         new_extra = change(stored, extra)
         self.row.set_extra(json.dumps(new_extra))
+        announce_write(self.session, self.conn_id)
         return new_extra
 
     def check_writable(self) -> None:
@@ -69,7 +73,7 @@ def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
 
     try:
         with create_session(scoped=False) as session:
-            yield MetadataDbTokenStore(conn_id, _lock_row(session, conn_id))
+            yield MetadataDbTokenStore(conn_id, session, _lock_row(session, conn_id))
     except DBAPIError as err:
         raise AACStoreUnavailableError(
             f"The metadata DB failed while reading or writing connection {conn_id!r} "

@@ -692,6 +692,67 @@ def test_a_waiter_looks_often_for_a_second_then_less_and_stops_at_the_stored_pai
     assert aac_simulator.stats()["token_requests"] == 0
 
 
+class News:
+    """A store's news of its writes: each wait is recorded, and ``on_open``/``on_wait`` let the holder write."""
+
+    signalled = True
+
+    def __init__(
+        self, on_open: Callable[[], None] = lambda: None, on_wait: Callable[[], None] = lambda: None
+    ) -> None:
+        self.waits: list[float] = []
+        self._on_open = on_open
+        self._on_wait = on_wait
+
+    @contextmanager
+    def feed(self) -> Iterator[News]:
+        self._on_open()
+        yield self
+
+    def wait(self, timeout: float) -> None:
+        self.waits.append(timeout)
+        self._on_wait()
+
+
+def test_a_waiter_with_news_waits_for_it_up_to_each_look_and_never_looks_quickly(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    now = float(int(time.time()))
+    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
+    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    stored_by_holder = {**fresh_extra(aac_token_pair), "generation": 1}
+
+    def the_holder_stores_during_the_second_wait() -> None:
+        if len(news.waits) == 2:
+            store.force(stored_by_holder)
+
+    news = News(on_wait=the_holder_stores_during_the_second_wait)
+    sleeps = Sleeps()
+    state = refresher(aac_simulator, "waiter:2", sleep=sleeps, poll_interval=0.2).with_lease(
+        store.section, min_ttl=None, wait=30.0, changes=news.feed
+    )
+    assert state.generation == 1
+    assert news.waits == pytest.approx([0.2, 0.2])
+    assert sleeps.delays == []
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
+def test_a_pair_stored_before_the_waiter_listens_is_found_without_waiting(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    """Its news went out before anyone listened: the waiter looks once as soon as it listens."""
+    now = float(int(time.time()))
+    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
+    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    news = News(on_open=lambda: store.force({**fresh_extra(aac_token_pair), "generation": 1}))
+    state = refresher(aac_simulator, "waiter:2", poll_interval=30.0).with_lease(
+        store.section, min_ttl=None, wait=60.0, changes=news.feed
+    )
+    assert state.generation == 1
+    assert news.waits == []
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
 def test_with_lease_holder_whose_lease_runs_out_while_waiting_is_taken_over(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
