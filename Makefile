@@ -35,7 +35,7 @@ FAST_TESTS := tests/core tests/tokens tests/hooks tests/links tests/testing/simu
 	tests/test_compat.py tests/test_get_provider_info.py tests/test_lineage.py tests/test_metrics.py
 
 test-fast: venv
-	$(BIN)/pytest -p no:cacheprovider -q -m "not services" $(FAST_TESTS)
+	$(BIN)/pytest -p no:cacheprovider -q -m "not services" -n 4 $(FAST_TESTS)
 
 compat: services
 	bash scripts/compat.sh
