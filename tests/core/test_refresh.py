@@ -169,6 +169,13 @@ def stale_extra(pair: Mapping[str, Any], **users: Any) -> dict[str, Any]:
     }
 
 
+def claimed_by_another(pair: Mapping[str, Any]) -> MemoryStore:
+    """A stale pair under another process's live claim with a long lease."""
+    now = float(int(time.time()))  # whole seconds survive the ISO round trip exactly
+    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
+    return MemoryStore({**stale_extra(pair), IN_FLIGHT: live.to_json()})
+
+
 def fresh_extra(pair: Mapping[str, Any], **users: Any) -> dict[str, Any]:
     return {"access_token": pair["access_token"], "refresh_token": pair["refresh_token"], **users}
 
@@ -669,9 +676,7 @@ def test_a_waiter_looks_often_for_a_second_then_less_and_stops_at_the_stored_pai
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
     """A 0.1 s refresh is seen within 20 ms, not at the next 0.2 s poll; a long wait stays cheap."""
-    now = float(int(time.time()))
-    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
-    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    store = claimed_by_another(aac_token_pair)
     stored_by_holder = {**fresh_extra(aac_token_pair), "generation": 1}
     clock = Clock()
     quick = round(QUICK_LOOKS_FOR / QUICK_LOOK)
@@ -717,9 +722,7 @@ class News:
 def test_a_waiter_with_news_waits_for_it_up_to_each_look_and_never_looks_quickly(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
-    now = float(int(time.time()))
-    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
-    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    store = claimed_by_another(aac_token_pair)
     stored_by_holder = {**fresh_extra(aac_token_pair), "generation": 1}
 
     def the_holder_stores_during_the_second_wait() -> None:
@@ -741,9 +744,7 @@ def test_a_pair_stored_before_the_waiter_listens_is_found_without_waiting(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:
     """Its news went out before anyone listened: the waiter looks once as soon as it listens."""
-    now = float(int(time.time()))
-    live = InFlight(attempt_id="live", by="busy-host:5", started_at=now, lease_until=now + 600, generation=0)
-    store = MemoryStore({**stale_extra(aac_token_pair), IN_FLIGHT: live.to_json()})
+    store = claimed_by_another(aac_token_pair)
     news = News(on_open=lambda: store.force({**fresh_extra(aac_token_pair), "generation": 1}))
     state = refresher(aac_simulator, "waiter:2", poll_interval=30.0).with_lease(
         store.section, min_ttl=None, wait=60.0, changes=news.feed
