@@ -66,8 +66,10 @@ from airflow_provider_aac.core.token_store import (
     Changes,
     Extra,
     Guard,
+    Look,
     Section,
     TokenStore,
+    look_within,
     no_guard,
     sleeping,
 )
@@ -178,12 +180,15 @@ class Refresher:
         wait: float | None = None,
         guard: Guard = no_guard,
         changes: ChangeFeed | None = None,
+        look: Look | None = None,
     ) -> TokenState:
         """Refresh if the stored token is not fresh enough, or still is ``stale_generation``.
 
         Claim in one section, request with none open, store in another; a live claim by
         another process is waited for, never presented over, woken by ``changes`` (news
-        of the store's writes) where the store sends any, else by polling.
+        of the store's writes) where the store sends any, else by polling. ``look`` reads
+        for the waiter without the lock (the row as last committed), so that a storm of
+        waiters does not queue on the row lock; by default it reads in ``transaction``.
         """
         deadline = self.clock() + (self.max_wait if wait is None else wait)
         while True:
@@ -195,7 +200,11 @@ class Refresher:
                 claim = None if holder is not None else self._prepare_and_claim(store, state, extra, guard)
             if claim is None:
                 assert holder is not None
-                self._wait_for_other(transaction, changes or sleeping(self.sleep), holder, state, deadline)
+                stored = self._wait_for_other(
+                    look or look_within(transaction), changes or sleeping(self.sleep), holder, state, deadline
+                )
+                if stored is not None and self._settled_fresh(stored, min_ttl, stale_generation):
+                    return stored
                 continue
             kept = self._spend_and_keep(transaction, claim, guard)
             if kept is not None:
@@ -208,6 +217,12 @@ class Refresher:
         if stale_generation is not None and state.generation == stale_generation:
             return True
         return not state.is_fresh(self.clock(), min_ttl)
+
+    def _settled_fresh(self, state: TokenState, min_ttl: float | None, stale_generation: int | None) -> bool:
+        """What the next settle would return at once: a fresh pair, with no held pair to complete over it."""
+        if self._refresh_needed(state, min_ttl, stale_generation):
+            return False
+        return self.rescue.pending(self.conn_id, state.refresh_fingerprint) is None
 
     def complete_held(self, section: Section) -> TokenState | None:
         """Store a held pair now (``airflow-aac restore``); None when none is held for the stored token."""
@@ -331,9 +346,9 @@ class Refresher:
     # -- waiting for another holder
 
     def _wait_for_other(
-        self, section: Section, changes: ChangeFeed, holder: InFlight, seen: TokenState, deadline: float
-    ) -> None:
-        """Wait, with a deadline, until the holder stores a new pair or its claim can be taken over.
+        self, look: Look, changes: ChangeFeed, holder: InFlight, seen: TokenState, deadline: float
+    ) -> TokenState | None:
+        """Wait, with a deadline, until the holder stores a new pair (returned) or its claim can be taken over.
 
         A marker that vanishes while the pair is unchanged was dropped by an edit of the
         connection; its holder may still be sending, so its lease is honoured all the same.
@@ -343,13 +358,14 @@ class Refresher:
         outcome = "timeout"
         try:
             with changes() as news:
-                outcome = self._watch_holder(section, news, holder, seen, deadline)
+                outcome, current = self._watch_holder(look, news, holder, seen, deadline)
         finally:
             self.observer.waited_for_holder(outcome, self.clock() - started)
+        return current if outcome == "stored" else None
 
     def _watch_holder(
-        self, section: Section, news: Changes, holder: InFlight, seen: TokenState, deadline: float
-    ) -> str:
+        self, look: Look, news: Changes, holder: InFlight, seen: TokenState, deadline: float
+    ) -> tuple[str, TokenState]:
         """Look at news of a write, else often at first, then less: most holders store within a round trip or two.
 
         With news, the first look comes at once: a pair stored between the read that found
@@ -367,17 +383,16 @@ class Refresher:
                 pause = self.poll_interval if news.signalled or now >= quick_until else QUICK_LOOK
                 news.wait(min(pause, self.poll_interval, max(0.0, deadline - now)))
             look_now = False
-            with section() as store:
-                current, _ = store.read()
+            current = look()
             if (
                 current.generation != seen.generation
                 or current.refresh_fingerprint != seen.refresh_fingerprint
                 or current.chain_is_dead
             ):
-                return "stored"
+                return "stored", current
             marker = current.in_flight
             if marker is None:
                 if holder.lease_until + self.skew_margin <= self.clock():
-                    return "taken_over"
+                    return "taken_over", current
             elif marker.attempt_id != holder.attempt_id or self._holder(current) is None:
-                return "taken_over"
+                return "taken_over", current

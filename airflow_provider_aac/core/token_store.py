@@ -34,6 +34,8 @@ class TokenStore(Protocol):
 
 
 Section = Callable[[], AbstractContextManager[TokenStore]]
+# A read outside any section, of the state as last written: what a waiter watches.
+Look = Callable[[], TokenState]
 # A section's last check before the token is claimed or leaves the process: it raises
 # when this process can no longer be sure it is the only one allowed to spend the token
 # (its lock is gone). The token request runs it once more just before sending.
@@ -53,6 +55,16 @@ def within(store: TokenStore) -> Section:
         yield store
 
     return held
+
+
+def look_within(section: Section) -> Look:
+    """The look of a store that has no cheaper read than its section."""
+
+    def look() -> TokenState:
+        with section() as store:
+            return store.read()[0]
+
+    return look
 
 
 class Changes(Protocol):

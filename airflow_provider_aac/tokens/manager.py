@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aac import metrics
 from airflow_provider_aac.core.refresh import Refresher, process_identity
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
-from airflow_provider_aac.core.token_store import ChangeFeed, Guard, Section, no_guard, within
+from airflow_provider_aac.core.token_store import ChangeFeed, Guard, Look, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
@@ -29,7 +29,7 @@ from airflow_provider_aac.tokens.connection import (
 )
 from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, lock_connection, refresh_lock
 from airflow_provider_aac.tokens.masking import mask_tokens
-from airflow_provider_aac.tokens.metadata_db import metadata_db_section, orm_available
+from airflow_provider_aac.tokens.metadata_db import metadata_db_look, metadata_db_section, orm_available
 from airflow_provider_aac.tokens.publication import PublicationWait
 from airflow_provider_aac.tokens.refresh_plan import RefreshPlan, Spender, Store, checked_plan, plan_refresh
 from airflow_provider_aac.tokens.rescue_places import rescue_for
@@ -61,13 +61,7 @@ class RefreshOutcome:
     access_expires_at: float | None
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "conn_id": self.conn_id,
-            "mode": self.mode,
-            "generation": self.generation,
-            "refreshed": self.refreshed,
-            "access_expires_at": self.access_expires_at,
-        }
+        return asdict(self)
 
 
 class TokenManager:
@@ -312,12 +306,17 @@ class TokenManager:
             ).wait(config, min_ttl, stale_generation, budget=self._publish_wait)
         else:
             section = self._section(plan.store, config)
-            changes = self._changes(plan.store)
+            changes, look = self._watching(plan.store)
             state = self._locked(
                 config,
                 refresher,
                 lambda guard: refresher.with_lease(
-                    section, min_ttl=min_ttl, stale_generation=stale_generation, guard=guard, changes=changes
+                    section,
+                    min_ttl=min_ttl,
+                    stale_generation=stale_generation,
+                    guard=guard,
+                    changes=changes,
+                    look=look,
                 ),
                 lock_conn=lock_conn,
             )
@@ -343,11 +342,14 @@ class TokenManager:
             return lambda: metadata_db_section(self.conn_id)
         return within(self._rest_store(config))
 
-    def _changes(self, store: Store) -> ChangeFeed | None:
-        """News of the store's writes for a waiter: the row's NOTIFY; the REST store sends none (it polls)."""
+    def _watching(self, store: Store) -> tuple[ChangeFeed | None, Look | None]:
+        """How a waiter hears of the store's writes and reads them: the row's NOTIFY and an unlocked read.
+
+        The REST store sends no news (its waiters poll) and has no cheaper read than its own.
+        """
         if store is Store.METADATA_DB:
-            return lambda: row_changes(self.conn_id, self._sleep)
-        return None
+            return lambda: row_changes(self.conn_id, self._sleep), lambda: metadata_db_look(self.conn_id)
+        return None, None
 
     def _locked(
         self, config: AACConnectionConfig, refresher: Refresher, run: Callable[[Guard], T], *, lock_conn: Any

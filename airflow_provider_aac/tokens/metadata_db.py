@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from airflow_provider_aac.core.token_state import TokenState, Version, check_version
@@ -59,11 +59,20 @@ class MetadataDbTokenStore:
             )
 
 
-@contextmanager
-def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
-    """One transaction holding the connection row's lock; commits on success.
+def metadata_db_section(conn_id: str) -> AbstractContextManager[TokenStore]:
+    """One transaction holding the connection row's lock; commits on success."""
+    return _transaction(conn_id, lock=True)
 
-    Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped
+
+def metadata_db_look(conn_id: str) -> TokenState:
+    """The row's token state as last committed, read without its lock: a waiter's look must not queue."""
+    with _transaction(conn_id, lock=False) as store:
+        return store.read()[0]
+
+
+@contextmanager
+def _transaction(conn_id: str, *, lock: bool) -> Iterator[TokenStore]:
+    """Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped
     session and commits it, which would end this transaction and free the row early.
     A database that fails (a restart, a failover) is reported as unavailable, so the
     refresh retries its store instead of dropping the pair.
@@ -73,7 +82,7 @@ def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
 
     try:
         with create_session(scoped=False) as session:
-            yield MetadataDbTokenStore(conn_id, session, _lock_row(session, conn_id))
+            yield MetadataDbTokenStore(conn_id, session, _row(session, conn_id, lock=lock))
     except DBAPIError as err:
         raise AACStoreUnavailableError(
             f"The metadata DB failed while reading or writing connection {conn_id!r} "
@@ -81,7 +90,7 @@ def metadata_db_section(conn_id: str) -> Iterator[TokenStore]:
         ) from None
 
 
-def _lock_row(session: Any, conn_id: str) -> Any:
+def _row(session: Any, conn_id: str, *, lock: bool) -> Any:
     from airflow.models.connection import Connection
     from sqlalchemy import select, update
     from sqlalchemy.exc import OperationalError
@@ -91,11 +100,11 @@ def _lock_row(session: Any, conn_id: str) -> Any:
     while True:
         try:
             query = select(Connection).where(Connection.conn_id == conn_id)
-            if session.get_bind().dialect.name == "sqlite":
+            if lock and session.get_bind().dialect.name == "sqlite":
                 session.execute(
                     update(Connection).where(Connection.conn_id == conn_id).values(conn_id=Connection.conn_id)
                 )
-            else:
+            elif lock:
                 query = query.with_for_update()
             row = session.scalars(query).one_or_none()
             break

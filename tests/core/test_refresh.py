@@ -754,6 +754,28 @@ def test_a_pair_stored_before_the_waiter_listens_is_found_without_waiting(
     assert aac_simulator.stats()["token_requests"] == 0
 
 
+def test_a_waiter_reads_through_its_look_and_returns_the_stored_pair_without_the_section_again(
+    aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
+) -> None:
+    """In an expiry storm, waiters must not queue on the row lock after the holder stores."""
+    store = claimed_by_another(aac_token_pair)
+    sections = []
+
+    @contextmanager
+    def counted_section() -> Iterator[MemoryStore]:
+        sections.append(1)
+        with store.section() as held:
+            yield held
+
+    news = News(on_wait=lambda: store.force({**fresh_extra(aac_token_pair), "generation": 1}))
+    state = refresher(aac_simulator, "waiter:2", poll_interval=30.0).with_lease(
+        counted_section, min_ttl=None, wait=60.0, changes=news.feed, look=store.state
+    )
+    assert state.generation == 1
+    assert len(sections) == 1, "only the first settle holds the section"
+    assert aac_simulator.stats()["token_requests"] == 0
+
+
 def test_with_lease_holder_whose_lease_runs_out_while_waiting_is_taken_over(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any]
 ) -> None:

@@ -150,3 +150,55 @@ def test_without_news_on_sqlite_a_waiter_finds_the_pair_by_looking(airflow_sqlit
     seen = hold_and_wait(airflow_sqlite_home, "aac_row_polled", poll_interval=0.2)
     assert not seen["signalled"] and not seen["listened"], seen
     assert_waiter_got_the_holders_pair(seen)
+
+
+LOOK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from airflow_provider_aac.tokens.metadata_db import metadata_db_look, metadata_db_section
+
+    conn_id = sys.argv[1]
+    locked, release = threading.Event(), threading.Event()
+
+
+    def hold_the_row():
+        with metadata_db_section(conn_id):
+            locked.set()
+            release.wait(30.0)
+
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(30.0)
+    looked = threading.Event()
+    seen = {}
+
+    def look():
+        seen["generation"] = metadata_db_look(conn_id).generation
+        looked.set()
+
+    threading.Thread(target=look, daemon=True).start()
+    returned = looked.wait(10.0)
+    release.set()
+    holder.join(30.0)
+    print("RESULT " + json.dumps({"returned_while_locked": returned, "seen": seen}))
+    """
+)
+
+
+def test_a_waiters_look_reads_the_row_while_another_transaction_holds_its_lock(
+    airflow_pg_home: AirflowHome,
+) -> None:
+    """A storm's waiters read the committed pair side by side instead of one lock holder after another."""
+    with AACSimulator() as sim:
+        airflow_pg_home.add_aac_connection("aac_row_look", sim, refresh_mode="metadata_db")
+        result = airflow_pg_home.run_python(
+            "import sys; sys.argv = ['look', 'aac_row_look']\n" + LOOK_SCRIPT,
+            env={"_AIRFLOW_PROCESS_CONTEXT": "server"},
+            check=False,
+            timeout=120,
+        )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stdout[-2000:] + result.stderr[-3000:]
+    seen = json.loads(lines[-1].removeprefix("RESULT "))
+    assert seen == {"returned_while_locked": True, "seen": {"generation": 0}}, seen
