@@ -52,8 +52,7 @@ from airflow_provider_aac.core.refresh_observer import RefreshObserver, Unobserv
 from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
-from airflow_provider_aac.core.text import text
-from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_grant import TokenGrant, text
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     DeadChain,

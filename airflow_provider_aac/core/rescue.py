@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from airflow_provider_aac.core.text import text
-from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_grant import TokenGrant, text
 
 log = logging.getLogger(__name__)
 

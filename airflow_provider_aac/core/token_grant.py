@@ -8,6 +8,9 @@ refreshed it, or the refresh token it replaces.
 The access token is a JWT whose claims tell where to refresh (``iss``), as whom
 (``client_id``) and until when (``exp``); a refresh token may be one too, with its own
 ``exp``. AAC publishes no key for clients, so no signature is verified.
+
+Every string read out of that JSON (the answer, the claims) goes through ``text``, as
+does every string read out of a connection's extra, which a person typed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.text import text
+
+
+def text(value: Any, *, strip: bool = True) -> str | None:
+    """A non-empty string, or None for anything else.
+
+    What people type into a connection's extra is stripped: a pasted value often brings
+    a space or a newline along. What a server sent (a token in AAC's answer, a JWT
+    claim) is kept as it came (``strip=False``): a token presented back must be exactly
+    the one received.
+    """
+    if not isinstance(value, str):
+        return None
+    kept = value.strip() if strip else value
+    return kept if kept.strip() else None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
-from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.tokens.store_health import connection_store_unreachable
