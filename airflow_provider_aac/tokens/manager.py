@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aac import metrics
+from airflow_provider_aac.core.keeping import Rescue
 from airflow_provider_aac.core.refresh import Refresher, process_identity
-from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import ChangeFeed, Guard, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
