@@ -20,7 +20,7 @@ from airflow_provider_aac.cli.readiness import assess
 from airflow_provider_aac.cli.token_input import Pair, read_pair
 from airflow_provider_aac.compat import AAC_CLI
 from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
-from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
+from airflow_provider_aac.core.token_grant import AccessTokenClaims, read_claims
 from airflow_provider_aac.core.token_health import (
     REFRESH_EXPIRES_AT,
     REFRESH_FAMILY_EXPIRES_AT,

@@ -27,10 +27,8 @@ from airflow_provider_aac.core.errors import (
     new_pair_hint,
 )
 from airflow_provider_aac.core.exchange import HttpAnswer, TransportFailure
-from airflow_provider_aac.core.jwt_claims import AccessTokenClaims
 from airflow_provider_aac.core.retry import Backoff, parse_retry_after
-from airflow_provider_aac.core.text import text
-from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_grant import AccessTokenClaims, TokenGrant, text
 from airflow_provider_aac.core.token_store import Guard, no_guard
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from airflow_provider_aac.core.errors import (
     AACTransientError,
     new_pair_hint,
 )
-from airflow_provider_aac.core.keeping import STORE_PATIENCE, STORE_RETRY_PAST_LEASE, Keeper
+from airflow_provider_aac.core.keeping import STORE_PATIENCE, STORE_RETRY_PAST_LEASE, Keeper, Rescue
 from airflow_provider_aac.core.oauth import (
     TokenEndpoint,
     TokenTransport,
@@ -49,11 +49,9 @@ from airflow_provider_aac.core.oauth import (
     resolve_token_endpoint,
 )
 from airflow_provider_aac.core.refresh_observer import RefreshObserver, Unobserved
-from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.retry import Backoff
 from airflow_provider_aac.core.signals import signals_deferred
-from airflow_provider_aac.core.text import text
-from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_grant import TokenGrant, text
 from airflow_provider_aac.core.token_state import (
     LAST_INTERRUPTED,
     DeadChain,

@@ -32,8 +32,7 @@ from enum import Enum
 from typing import Any
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.jwt_claims import refresh_token_expiry
-from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import refresh_token_expiry, text
 from airflow_provider_aac.core.token_state import parse_utc_iso, utc_iso
 
 REFRESH_EXPIRES_AT = "refresh_expires_at"

@@ -16,9 +16,7 @@ from functools import cached_property
 from typing import Any, cast
 
 from airflow_provider_aac.core.errors import AACConfigError, AACStoreConflictError, new_pair_hint
-from airflow_provider_aac.core.jwt_claims import AccessTokenClaims, read_claims
-from airflow_provider_aac.core.text import text
-from airflow_provider_aac.core.token_grant import TokenGrant
+from airflow_provider_aac.core.token_grant import AccessTokenClaims, TokenGrant, read_claims, text
 
 ACCESS_TOKEN = "access_token"
 REFRESH_TOKEN = "refresh_token"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import text
 from airflow_provider_aac.core.token_health import (
     HealthLevel,
     assess_refresh_deadline,

@@ -19,8 +19,8 @@ from typing import Any
 import requests
 
 from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
-from airflow_provider_aac.core.jwt_claims import read_claims
 from airflow_provider_aac.core.retry import Backoff
+from airflow_provider_aac.core.token_grant import read_claims
 from airflow_provider_aac.core.token_state import (
     parse_extra,
 )

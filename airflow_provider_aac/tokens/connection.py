@@ -1,7 +1,16 @@
-"""The ``aac`` connection: configuration and token store in one.
+"""The ``aac`` connection: its configuration, the refresh plan it implies, and its store.
 
 Reads always go through Airflow's own lookup (the Execution API on workers, the secrets
 backends and the metastore elsewhere), so a task sees exactly what Airflow gives it.
+
+Every refresh runs the one algorithm (``Refresher.with_lease``) over a store; what
+differs between processes is only which store, who may spend, and whether a lock is an
+outer section. The user-facing ``refresh_mode`` names that decision (and is recorded
+with each pair, as ``status`` shows it); ``plan_refresh`` turns it into the three parts.
+
+Whether the store behind the lookup can be used and answers is asked here too: after a
+"not defined" (to tell a missing connection from an outage), and by ``tokens.manager``
+(whether this process may use the ORM).
 """
 
 from __future__ import annotations
@@ -14,10 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aac.core.cleartext import insecure_http_allowed, refuse_cleartext
-from airflow_provider_aac.core.text import text
+from airflow_provider_aac.core.token_grant import text
 from airflow_provider_aac.core.token_state import TokenState, parse_extra
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
-from airflow_provider_aac.tokens.store_health import connection_store_unreachable
 
 CONN_TYPE = "aac"
 DEFAULT_CONN_ID = "aac_default"
@@ -152,6 +160,90 @@ def base_url_of(conn_id: str, host: str | None, schema: str | None, port: int | 
     return raw
 
 
+class Store(str, Enum):
+    """Where the claim and the new pair are written."""
+
+    METADATA_DB = "metadata_db"
+    """The connection's row, claimed in one short transaction and stored in another."""
+    REST = "rest"
+    """Airflow's REST API, which has no compare-and-swap: only inside a lock or for the single writer."""
+
+
+class Spender(str, Enum):
+    """Who may present the refresh token."""
+
+    CLAIM_HOLDER = "claim_holder"
+    """Whichever process writes the claim first; the others wait for what it stores."""
+    REFRESH_DAG = "refresh_dag"
+    """Only the refresh DAG; this process waits for the pair it publishes."""
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    mode: RefreshMode
+    """The mode as users name it, recorded with each pair this process keeps."""
+    store: Store
+    spender: Spender
+    lock_conn_id: str | None
+    """A lock every refresher of the connection takes around the whole refresh, in every mode."""
+
+
+def plan_refresh(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshPlan:
+    """The plan a process of that kind would follow, unchecked (for reports on other components too).
+
+    ``orm``: the process may use Airflow's metadata DB (Airflow 3 blocks it on workers and
+    triggerers). ``as_writer``: the refresh operator, which spends in single-writer mode.
+    """
+    mode = chosen_mode(config, orm=orm, as_writer=as_writer)
+    row = mode is RefreshMode.METADATA_DB or (as_writer and orm and not config.airflow_api_conn_id)
+    return RefreshPlan(
+        mode=mode,
+        store=Store.METADATA_DB if row else Store.REST,
+        spender=(
+            Spender.REFRESH_DAG
+            if mode is RefreshMode.SINGLE_WRITER and not as_writer
+            else Spender.CLAIM_HOLDER
+        ),
+        lock_conn_id=config.lock_conn_id,
+    )
+
+
+def checked_plan(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshPlan:
+    """The plan this process follows; a mode it cannot use is refused with what to change."""
+    plan = plan_refresh(config, orm=orm, as_writer=as_writer)
+    if plan.mode is RefreshMode.METADATA_DB and not orm:
+        raise AACConfigError(
+            f"Connection {config.conn_id!r} asks for refresh_mode 'metadata_db', but this process "
+            "cannot use Airflow's metadata DB (Airflow 3 blocks it on workers and triggerers). "
+            "Use 'lock' (with 'lock_conn_id' and 'airflow_api_conn_id') or 'single_writer', or 'auto'."
+        )
+    if plan.mode is RefreshMode.LOCK and not plan.lock_conn_id:
+        raise AACConfigError(
+            f"Connection {config.conn_id!r} asks for refresh_mode 'lock' but has no 'lock_conn_id'. Add "
+            "the id of a postgres or redis connection to its extra."
+        )
+    return plan
+
+
+def chosen_mode(config: AACConnectionConfig, *, orm: bool, as_writer: bool) -> RefreshMode:
+    """The mode the connection names, or the one ``auto`` picks by what the process can do.
+
+    A process with ORM access refreshes through the row only where no lock-less REST
+    writer can race it: when the connection names a lock (then it takes the lock too)
+    or has no Airflow API connection (then no worker writes). Otherwise the workers are
+    single-writer waiters and the refresh DAG writes through the REST API without a
+    lock, so this process leaves the spending to that DAG as well.
+    """
+    chosen = config.refresh_mode
+    if chosen is not RefreshMode.AUTO:
+        return chosen
+    if orm:
+        if as_writer or config.lock_conn_id or not config.airflow_api_conn_id:
+            return RefreshMode.METADATA_DB
+        return RefreshMode.SINGLE_WRITER
+    return RefreshMode.LOCK if config.lock_conn_id else RefreshMode.SINGLE_WRITER
+
+
 def read_config(conn_id: str) -> AACConnectionConfig:
     return config_from_connection(get_named_connection(conn_id))
 
@@ -214,3 +306,58 @@ def refuse_unwritable(conn_id: str) -> None:
             f"Create the connection in Airflow's metadata DB instead (airflow connections add {conn_id} "
             f"--conn-type aac ...) and remove {variable}."
         )
+
+
+def orm_available() -> bool:
+    """False on workers and triggerers, where Airflow 3 blocks the ORM."""
+    if os.environ.get("_AIRFLOW_PROCESS_CONTEXT") == "client":
+        return False
+    try:
+        from airflow import settings
+        from airflow.configuration import conf
+    except ImportError:
+        return False
+    if conf.get("database", "sql_alchemy_conn", fallback="").startswith("airflow-db-not-allowed"):
+        return False
+    session_factory = getattr(settings, "Session", None)
+    return session_factory is not None and getattr(session_factory, "__name__", "") != "BlockedDBSession"
+
+
+def connection_store_unreachable() -> str | None:
+    """Why the store behind Airflow's connection lookup does not answer, or None when it does."""
+    if orm_available():
+        return metadata_db_unreachable()
+    return execution_api_unreachable()
+
+
+def metadata_db_unreachable() -> str | None:
+    """Why the metadata DB does not answer a trivial query, or None when it does."""
+    try:
+        from airflow import settings
+        from sqlalchemy import text
+
+        engine = settings.engine
+        if engine is None:
+            return None
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as err:
+        return f"the metadata DB did not answer ({type(err).__name__})"
+    return None
+
+
+def execution_api_unreachable() -> str | None:
+    """Why Airflow's API server (the store on workers and triggerers) does not answer its health check."""
+    import httpx
+
+    from airflow_provider_aac.compat import conf
+
+    base = conf.get("api", "base_url", fallback="/") or "/"
+    if base.startswith("/"):
+        base = f"http://localhost:8080{base}"
+    url = conf.get("core", "execution_api_server_url", fallback=f"{base.rstrip('/')}/execution/")
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=5.0)
+    except httpx.HTTPError as err:
+        return f"Airflow's API server at {url} did not answer ({type(err).__name__})"
+    return None

@@ -16,22 +16,27 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aac import metrics
+from airflow_provider_aac.core.keeping import Rescue
 from airflow_provider_aac.core.refresh import Refresher, process_identity
-from airflow_provider_aac.core.rescue import Rescue
 from airflow_provider_aac.core.token_state import TokenState
 from airflow_provider_aac.core.token_store import ChangeFeed, Guard, Look, Section, no_guard, within
 from airflow_provider_aac.errors import AACConfigError
 from airflow_provider_aac.tokens.connection import (
     AACConnectionConfig,
     RefreshMode,
+    RefreshPlan,
+    Spender,
+    Store,
+    checked_plan,
+    orm_available,
+    plan_refresh,
     read_config,
     refuse_unwritable,
 )
 from airflow_provider_aac.tokens.locks import LOCK_RELEASE_BOUND, lock_connection, refresh_lock
 from airflow_provider_aac.tokens.masking import mask_tokens
-from airflow_provider_aac.tokens.metadata_db import metadata_db_look, metadata_db_section, orm_available
+from airflow_provider_aac.tokens.metadata_db import metadata_db_look, metadata_db_section
 from airflow_provider_aac.tokens.publication import PublicationWait
-from airflow_provider_aac.tokens.refresh_plan import RefreshPlan, Spender, Store, checked_plan, plan_refresh
 from airflow_provider_aac.tokens.rescue_places import rescue_for
 from airflow_provider_aac.tokens.row_changes import row_changes
 from airflow_provider_aac.tokens.token_cache import Reading, TokenCache, process_token_cache, run_token_work
@@ -213,7 +218,7 @@ class TokenManager:
         return self._clock() - state.refreshed_at < cooldown
 
     def plan(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshPlan:
-        """Which store, which spender and which lock this process refreshes with (``tokens.refresh_plan``)."""
+        """Which store, which spender and which lock this process refreshes with (``tokens.connection``)."""
         return checked_plan(config, orm=orm_available(), as_writer=as_writer)
 
     def mode(self, config: AACConnectionConfig, *, as_writer: bool = False) -> RefreshMode:

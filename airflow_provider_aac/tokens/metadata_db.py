@@ -21,9 +21,6 @@ from airflow_provider_aac.core.token_store import Change, TokenStore
 from airflow_provider_aac.errors import AACConfigError, AACStoreUnavailableError
 from airflow_provider_aac.tokens.connection import config_from_connection, read_config
 from airflow_provider_aac.tokens.row_changes import announce_write
-from airflow_provider_aac.tokens.store_health import (
-    orm_available as orm_available,
-)  # re-exported: tokens.manager imports it from here
 
 BUSY_RETRY_SECONDS = 30.0
 

@@ -21,7 +21,7 @@ import socket
 from pathlib import Path
 from typing import Any, Protocol
 
-from airflow_provider_aac.core.rescue import HeldPair, MemoryPlace, Rescue, RescuePlace
+from airflow_provider_aac.core.keeping import HeldPair, MemoryPlace, Rescue, RescuePlace
 from airflow_provider_aac.tokens.connection import AACConnectionConfig
 from airflow_provider_aac.tokens.locks import lock_backend, lock_connection, postgres_connect, redis_client
 

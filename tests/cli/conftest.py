@@ -20,8 +20,8 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
+from airflow_provider_aac.core.keeping import HeldPair
 from airflow_provider_aac.core.oauth import refresh_form
-from airflow_provider_aac.core.rescue import HeldPair
 from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import fingerprint
 from airflow_provider_aac.testing.simulator import AACSimulator

@@ -449,14 +449,6 @@ def test_grant_fields_are_read_defensively(body: dict[str, Any], expected: Token
     assert interpret_token_response(HttpAnswer(200, {}, json.dumps(body).encode()), conn_id=CONN) == expected
 
 
-def test_token_grant_repr_shows_no_token() -> None:
-    text = repr(
-        TokenGrant(access_token="secret-access-value", refresh_token="secret-refresh-value", expires_in=1)
-    )
-    leaked = "secret-access-value" in text or "secret-refresh-value" in text
-    assert not leaked
-
-
 def test_a_retry_that_cannot_get_through_keeps_the_outcome_unknown(
     aac_simulator: AACSimulator, aac_token_pair: dict[str, Any], session: requests.Session
 ) -> None:

@@ -52,8 +52,7 @@ DAG_FILE = textwrap.dedent(
     def aac_supervised_lock_mode():
         @task
         def where_am_i() -> dict:
-            from airflow_provider_aac.tokens.connection import read_config
-            from airflow_provider_aac.tokens.metadata_db import orm_available
+            from airflow_provider_aac.tokens.connection import orm_available, read_config
 
             try:
                 from airflow import settings

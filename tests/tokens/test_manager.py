@@ -20,9 +20,14 @@ from airflow_provider_aac.core.token_state import (
     utc_iso,
 )
 from airflow_provider_aac.errors import AACConfigError
-from airflow_provider_aac.tokens.connection import AACConnectionConfig, RefreshMode
+from airflow_provider_aac.tokens.connection import (
+    AACConnectionConfig,
+    RefreshMode,
+    Spender,
+    Store,
+    plan_refresh,
+)
 from airflow_provider_aac.tokens.manager import REJECTION_COOLDOWN, TokenManager
-from airflow_provider_aac.tokens.refresh_plan import Spender, Store, plan_refresh
 
 CONN = "aac_manager_table"
 PAIR = {"access_token": "header.payload.signature", "refresh_token": "refresh-" + "r" * 20}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from airflow_provider_aac.core.rescue import HeldPair
+from airflow_provider_aac.core.keeping import HeldPair
 from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.tokens.rescue_places import LocalSpool, PostgresPlace, RedisPlace, RescuePlace
 

@@ -55,7 +55,7 @@ REFRESHES = '''
 import json, os
 from counting_files import events
 from airflow_provider_aac.core.refresh import Refresher
-from airflow_provider_aac.core.rescue import MemoryPlace, Rescue
+from airflow_provider_aac.core.keeping import MemoryPlace, Rescue
 from airflow_provider_aac.core.token_store import within
 from airflow_provider_aac.errors import AACError
 from airflow_provider_aac.tokens.rest_store import RestTokenStore

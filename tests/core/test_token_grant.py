@@ -1,4 +1,4 @@
-"""Reading AAC's access-token claims: real simulator JWTs and hand-made unsigned ones.
+"""A token grant and its claims: real simulator JWTs and hand-made unsigned ones.
 
 Hand-made tokens are built at run time with pyjwt (``alg: none``); no token is
 committed. No assertion compares a token string directly, so a failure never prints one.
@@ -16,8 +16,8 @@ import jwt
 import pytest
 
 from airflow_provider_aac.core.errors import AACConfigError
-from airflow_provider_aac.core.jwt_claims import read_claims, refresh_token_expiry
 from airflow_provider_aac.core.oauth import resolve_token_endpoint
+from airflow_provider_aac.core.token_grant import TokenGrant, read_claims, refresh_token_expiry
 from airflow_provider_aac.testing.simulator import AACSimulator
 
 
@@ -217,3 +217,11 @@ def test_airflows_mask_is_named_as_such_with_what_to_do(mask: str) -> None:
     assert "The access token in connection 'aac_x' is Airflow's mask" in message
     assert "Type both tokens into the form before pressing Test" in message
     assert "airflow aac status CONN_ID" in message
+
+
+def test_token_grant_repr_shows_no_token() -> None:
+    text = repr(
+        TokenGrant(access_token="secret-access-value", refresh_token="secret-refresh-value", expires_in=1)
+    )
+    leaked = "secret-access-value" in text or "secret-refresh-value" in text
+    assert not leaked

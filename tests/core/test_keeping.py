@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from airflow_provider_aac.core.errors import AACPairHeldError, AACStoreUnavailableError
+from airflow_provider_aac.core.keeping import HeldPair, MemoryPlace, Rescue
 from airflow_provider_aac.core.refresh import Refresher
-from airflow_provider_aac.core.rescue import HeldPair, MemoryPlace, Rescue
 from airflow_provider_aac.core.token_grant import TokenGrant
 from airflow_provider_aac.core.token_state import TokenState, Version, fingerprint
 from airflow_provider_aac.core.token_store import Change
