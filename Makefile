@@ -25,7 +25,7 @@ lint: venv
 	$(BIN)/mypy airflow_provider_aac
 
 test: venv services lint
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadgroup
 
 # The edit loop: the core and the adapters that need no server (no PostgreSQL, Redis or
 # Airflow process; tests using such fixtures are marked `services` in tests/conftest.py).
