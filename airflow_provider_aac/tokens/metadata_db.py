@@ -69,8 +69,10 @@ def metadata_db_look(conn_id: str) -> TokenState:
 
 @contextmanager
 def _transaction(conn_id: str, *, lock: bool) -> Iterator[TokenStore]:
-    """Its own, non-scoped session: Airflow's connection lookup uses the thread's scoped
-    session and commits it, which would end this transaction and free the row early.
+    """A transaction on the connection's row, locked or not, in a session of its own.
+
+    Not the thread's scoped session: Airflow's connection lookup uses that one and commits
+    it, which would end this transaction and free the row early.
     A database that fails (a restart, a failover) is reported as unavailable, so the
     refresh retries its store instead of dropping the pair.
     """
